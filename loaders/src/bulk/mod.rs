@@ -1,0 +1,683 @@
+//! The bulk loading pipeline: a reader thread cuts the input into chunks, a pool of parser workers parses
+//! and dictionary-encodes them in parallel, and the calling thread feeds the id quads to the store's
+//! [`tern_store::BulkLoad`], which sorts, spills and ingests SST files.
+//!
+//! - N-Triples / N-Quads are cut at line boundaries and parsed by [`ntriples::LineParser`] (falling back to
+//!   `oxttl` per line outside its fast subset).
+//! - Turtle / TriG are cut at statement boundaries by [`split::Splitter`], with directives carried along, and
+//!   each chunk is parsed by `oxttl`. A chunk that fails is re-checked by a sequential parse of the whole
+//!   input, so an error is always the reference parser's, with its true position.
+//! - RDF/XML and JSON-LD are parsed on the reader thread; workers only encode.
+//!
+//! Blank node labels are scoped to one input: every label gets a per-input random prefix, which needs no
+//! shared map and is the same in every chunk.
+
+pub(crate) mod ntriples;
+mod split;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use oxrdf::{BlankNode, GraphName, GraphNameRef, NamedOrBlankNode, Quad, QuadRef, Term};
+use oxrdfio::RdfParseError;
+use oxttl::{NQuadsParser, NTriplesParser, TriGParser, TurtleParser};
+use tern_store::{BulkEncoder, BulkOptions, IdQuad, Store};
+
+use crate::error::{LoadError, SyntaxError};
+use crate::format::{Compression, Format};
+use crate::input::Input;
+use crate::load::{
+    input_format, io_error, parser_for, syntax_error, LoadOptions, LoadReport, Progress,
+};
+use ntriples::{Line, LineParser};
+
+/// Bytes per chunk handed to a worker.
+const CHUNK_BYTES: usize = 4 << 20;
+/// Quads a worker encodes before it flushes to the shared dictionary.
+const FLUSH_QUADS: usize = 32 * 1024;
+
+/// Bulk load settings.
+#[derive(Clone, Debug)]
+pub struct BulkLoadOptions {
+    /// Parsing options (format, base, graph, lenient).
+    pub load: LoadOptions,
+    /// Memory budget for buffered quads; beyond it sorted runs spill to disk.
+    pub max_memory: usize,
+    /// Parser workers (default: available cores).
+    pub threads: usize,
+}
+
+impl Default for BulkLoadOptions {
+    fn default() -> Self {
+        BulkLoadOptions {
+            load: LoadOptions::default(),
+            max_memory: 1 << 30,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+enum Chunk {
+    /// Whole lines of N-Triples / N-Quads, starting at line `first_line` (0-based).
+    Lines { bytes: Vec<u8>, first_line: u64 },
+    /// Whole Turtle / TriG statements, to be parsed after `header` (the directives seen before).
+    Statements { header: Arc<String>, bytes: Vec<u8> },
+    /// Quads parsed on the reader thread.
+    Quads(Vec<Quad>),
+}
+
+/// What a worker sends back.
+struct Encoded {
+    quads: Vec<IdQuad>,
+    parsed: u64,
+    skipped: u64,
+    errors: Vec<SyntaxError>,
+}
+
+enum Message {
+    Encoded(Encoded),
+    Failed(LoadError),
+    /// A parallel Turtle/TriG chunk failed. Only a hint (the split may be wrong): the caller re-checks the
+    /// input sequentially, and that parser's error, with its true position, is the one reported.
+    ChunkFailed,
+}
+
+struct Job<'a> {
+    input: &'a Input,
+    format: Format,
+    compression: Compression,
+    options: &'a LoadOptions,
+    salt: String,
+    stop: &'a AtomicBool,
+    bytes: Arc<AtomicU64>,
+}
+
+/// Loads `inputs` with the bulk path. Atomic: on any error the store is left as it was.
+pub fn bulk_load(
+    store: &Store,
+    inputs: &[Input],
+    options: &BulkLoadOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<LoadReport, LoadError> {
+    match load_inputs(store, inputs, options, false, progress)? {
+        Some(report) => Ok(report),
+        // A Turtle/TriG chunk failed although the input is valid: the split was wrong. Start again
+        // without splitting (nothing was committed).
+        None => load_inputs(store, inputs, options, true, progress)?.ok_or_else(|| LoadError::Io {
+            path: "<bulk load>".into(),
+            source: std::io::Error::other("sequential bulk load asked for a retry"),
+        }),
+    }
+}
+
+/// One attempt; `Ok(None)` asks for a retry with sequential Turtle/TriG parsing.
+fn load_inputs(
+    store: &Store,
+    inputs: &[Input],
+    options: &BulkLoadOptions,
+    sequential_statements: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<LoadReport>, LoadError> {
+    let start = Instant::now();
+    let mut session = store.bulk_loader(&BulkOptions {
+        max_memory: options.max_memory,
+    })?;
+    let mut report = LoadReport::default();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let total_bytes = inputs.iter().map(Input::len).sum::<Option<u64>>();
+    for input in inputs {
+        let (format, compression) = input_format(input, options.load.format)?;
+        // Lenient Turtle/TriG is parsed sequentially: a wrong split must never skip valid statements.
+        let parallel = !sequential_statements && !options.load.lenient;
+        let stop = AtomicBool::new(false);
+        let job = Job {
+            input,
+            format,
+            compression,
+            options: &options.load,
+            salt: format!("t{:016x}", rand_u64()),
+            stop: &stop,
+            bytes: Arc::clone(&bytes),
+        };
+        let outcome = run_input(
+            &job,
+            parallel,
+            options.threads.max(1),
+            &mut session,
+            &mut report,
+            &mut |parsed| {
+                progress(&Progress {
+                    input: input.name(),
+                    bytes: bytes.load(Ordering::Relaxed),
+                    total_bytes,
+                    quads: parsed,
+                })
+            },
+        );
+        match outcome {
+            Ok(()) => {}
+            Err(Retry::Error(e)) => return Err(e),
+            Err(Retry::Sequential) => {
+                // The reference parser decides: a real error is reported with its true position.
+                check_sequential(input, format, compression, &options.load)?;
+                return Ok(None);
+            }
+        }
+    }
+    let summary = session.finish()?;
+    report.inserted = summary.inserted;
+    report.bytes = bytes.load(Ordering::Relaxed);
+    report.seconds = start.elapsed().as_secs_f64();
+    report.phases = summary.phases;
+    report.spilled_runs = summary.spilled_runs;
+    progress(&Progress {
+        input: String::new(),
+        bytes: report.bytes,
+        total_bytes,
+        quads: report.parsed,
+    });
+    Ok(Some(report))
+}
+
+enum Retry {
+    Error(LoadError),
+    Sequential,
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+fn run_input(
+    job: &Job<'_>,
+    parallel: bool,
+    threads: usize,
+    session: &mut tern_store::BulkLoad<'_>,
+    report: &mut LoadReport,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), Retry> {
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
+    let (out_tx, out_rx) = sync_channel::<Message>(threads * 2);
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    std::thread::scope(|scope| {
+        {
+            let out_tx = out_tx.clone();
+            scope.spawn(move || {
+                if let Err(e) = read_chunks(job, parallel, &chunk_tx, &out_tx) {
+                    job.stop.store(true, Ordering::Relaxed);
+                    let _ = out_tx.send(Message::Failed(e));
+                }
+            });
+        }
+        for _ in 0..threads {
+            let chunk_rx = Arc::clone(&chunk_rx);
+            let out_tx = out_tx.clone();
+            let mut encoder = session.encoder();
+            scope.spawn(move || worker(job, &chunk_rx, &out_tx, &mut encoder));
+        }
+        drop(out_tx);
+        let mut first_error = None;
+        for msg in out_rx.iter() {
+            if first_error.is_some() {
+                continue; // drain so that workers can exit
+            }
+            match msg {
+                Message::Encoded(mut e) => {
+                    report.parsed += e.parsed;
+                    report.skipped += e.skipped;
+                    for err in e.errors.drain(..) {
+                        if report.errors.len() < 10 {
+                            report.errors.push(err);
+                        }
+                    }
+                    if let Err(err) = session.add(&mut e.quads) {
+                        first_error = Some(Retry::Error(err.into()));
+                        job.stop.store(true, Ordering::Relaxed);
+                    }
+                    progress(report.parsed);
+                }
+                Message::Failed(e) => {
+                    first_error = Some(Retry::Error(e));
+                    job.stop.store(true, Ordering::Relaxed);
+                }
+                Message::ChunkFailed => {
+                    first_error = Some(Retry::Sequential);
+                    job.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Reader thread: cuts the input into chunks (or parses it, for RDF/XML and JSON-LD).
+fn read_chunks(
+    job: &Job<'_>,
+    parallel: bool,
+    tx: &SyncSender<Chunk>,
+    out: &SyncSender<Message>,
+) -> Result<(), LoadError> {
+    let mut reader = job
+        .input
+        .open(job.compression, Arc::clone(&job.bytes))
+        .map_err(|e| io_error(job.input, e))?;
+    match job.format {
+        Format::NTriples | Format::NQuads => {
+            let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+            let mut first_line = 0u64;
+            loop {
+                let eof =
+                    fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
+                let cut = if eof {
+                    buf.len()
+                } else {
+                    buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+                };
+                if cut > 0 {
+                    let rest = buf.split_off(cut);
+                    let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                    let chunk = std::mem::replace(&mut buf, rest);
+                    if tx
+                        .send(Chunk::Lines {
+                            bytes: chunk,
+                            first_line,
+                        })
+                        .is_err()
+                        || job.stop.load(Ordering::Relaxed)
+                    {
+                        return Ok(());
+                    }
+                    first_line += lines;
+                }
+                if eof {
+                    return Ok(());
+                }
+            }
+        }
+        Format::Turtle | Format::TriG if parallel => {
+            let mut splitter = split::Splitter::new(job.format == Format::TriG);
+            let mut header = Arc::new(String::new());
+            let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+            loop {
+                let eof =
+                    fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
+                let end = if eof { buf.len() } else { splitter.scan(&buf) };
+                if end > 0 {
+                    let rest = buf.split_off(end);
+                    let chunk = std::mem::replace(&mut buf, rest);
+                    if !eof {
+                        splitter.consume(end);
+                    }
+                    if tx
+                        .send(Chunk::Statements {
+                            header: Arc::clone(&header),
+                            bytes: chunk,
+                        })
+                        .is_err()
+                        || job.stop.load(Ordering::Relaxed)
+                    {
+                        return Ok(());
+                    }
+                    if splitter.header.len() != header.len() {
+                        header = Arc::new(splitter.header.clone());
+                    }
+                }
+                if eof {
+                    return Ok(());
+                }
+            }
+        }
+        _ => {
+            let parser = parser_for(job.input, job.format, job.options)?.for_reader(reader);
+            let mut batch = Vec::with_capacity(8192);
+            let mut last_offset = None;
+            for item in parser {
+                match item {
+                    Ok(q) => {
+                        batch.push(q);
+                        if batch.len() == 8192 {
+                            if tx.send(Chunk::Quads(std::mem::take(&mut batch))).is_err() {
+                                return Ok(());
+                            }
+                            batch.reserve(8192);
+                        }
+                    }
+                    Err(RdfParseError::Syntax(e)) => {
+                        let error = syntax_error(job.input, job.compression, &e);
+                        if !job.options.lenient {
+                            return Err(LoadError::Syntax(Box::new(error)));
+                        }
+                        let offset = e.location().map(|l| l.start.offset);
+                        let stuck = offset.is_some() && offset == last_offset;
+                        last_offset = offset;
+                        let skipped = Encoded {
+                            quads: Vec::new(),
+                            parsed: 0,
+                            skipped: 1,
+                            errors: vec![error],
+                        };
+                        if out.send(Message::Encoded(skipped)).is_err() {
+                            return Ok(());
+                        }
+                        if stuck {
+                            break;
+                        }
+                    }
+                    Err(RdfParseError::Io(e)) => return Err(io_error(job.input, e)),
+                }
+                if job.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+            let _ = tx.send(Chunk::Quads(batch));
+            Ok(())
+        }
+    }
+}
+
+/// Appends up to `want` bytes. Returns true at end of input.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    let target = buf.len() + want;
+    while buf.len() < target {
+        let old = buf.len();
+        buf.resize(target, 0);
+        match reader.read(&mut buf[old..]) {
+            Ok(0) => {
+                buf.truncate(old);
+                return Ok(true);
+            }
+            Ok(n) => buf.truncate(old + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
+            Err(e) => {
+                buf.truncate(old);
+                return Err(e);
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn worker(
+    job: &Job<'_>,
+    rx: &Mutex<Receiver<Chunk>>,
+    tx: &SyncSender<Message>,
+    encoder: &mut BulkEncoder,
+) {
+    let mut lines = LineParser::new(job.format == Format::NQuads, job.salt.clone());
+    loop {
+        let chunk = {
+            let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+            guard.recv()
+        };
+        let Ok(chunk) = chunk else { return };
+        if job.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let result = match chunk {
+            Chunk::Lines { bytes, first_line } => {
+                parse_lines(job, &mut lines, encoder, &bytes, first_line, tx)
+            }
+            Chunk::Statements { header, bytes } => {
+                parse_statements(job, encoder, &header, &bytes, tx)
+            }
+            Chunk::Quads(quads) => {
+                let mut enc = Encoded {
+                    quads: Vec::new(),
+                    parsed: quads.len() as u64,
+                    skipped: 0,
+                    errors: Vec::new(),
+                };
+                for q in &quads {
+                    encoder.push(q.as_ref());
+                }
+                encoder
+                    .flush(&mut enc.quads)
+                    .map(|()| enc)
+                    .map_err(|e| Message::Failed(e.into()))
+            }
+        };
+        let msg = match result {
+            Ok(enc) => Message::Encoded(enc),
+            Err(msg) => {
+                job.stop.store(true, Ordering::Relaxed);
+                msg
+            }
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+fn with_graph<'a>(q: QuadRef<'a>, options: &'a LoadOptions) -> QuadRef<'a> {
+    match (&options.graph, q.graph_name) {
+        (Some(g), GraphNameRef::DefaultGraph) => {
+            QuadRef::new(q.subject, q.predicate, q.object, g.as_ref())
+        }
+        _ => q,
+    }
+}
+
+/// Renames blank nodes of a quad parsed by oxttl with the input's salt.
+fn salted(q: Quad, salt: &str) -> Quad {
+    let rename = |b: &BlankNode| BlankNode::new_unchecked(format!("{salt}{}", b.as_str()));
+    let subject = match &q.subject {
+        NamedOrBlankNode::BlankNode(b) => rename(b).into(),
+        s => s.clone(),
+    };
+    let object = match &q.object {
+        Term::BlankNode(b) => rename(b).into(),
+        o => o.clone(),
+    };
+    let graph = match &q.graph_name {
+        GraphName::BlankNode(b) => rename(b).into(),
+        g => g.clone(),
+    };
+    Quad::new(subject, q.predicate, object, graph)
+}
+
+fn flush_if_full(
+    encoder: &mut BulkEncoder,
+    enc: &mut Encoded,
+    tx: &SyncSender<Message>,
+) -> Result<(), Message> {
+    if encoder.len() >= FLUSH_QUADS {
+        encoder
+            .flush(&mut enc.quads)
+            .map_err(|e| Message::Failed(e.into()))?;
+        let full = std::mem::replace(
+            enc,
+            Encoded {
+                quads: Vec::new(),
+                parsed: 0,
+                skipped: 0,
+                errors: Vec::new(),
+            },
+        );
+        tx.send(Message::Encoded(full)).map_err(|_| {
+            Message::Failed(LoadError::Io {
+                path: "<pipeline>".into(),
+                source: std::io::Error::other("collector stopped"),
+            })
+        })?;
+    }
+    Ok(())
+}
+
+fn parse_lines(
+    job: &Job<'_>,
+    fast: &mut LineParser,
+    encoder: &mut BulkEncoder,
+    bytes: &[u8],
+    first_line: u64,
+    tx: &SyncSender<Message>,
+) -> Result<Encoded, Message> {
+    let mut enc = Encoded {
+        quads: Vec::new(),
+        parsed: 0,
+        skipped: 0,
+        errors: Vec::new(),
+    };
+    // Invalid UTF-8 lines go to oxttl, which reports them.
+    let text = std::str::from_utf8(bytes);
+    let mut line_no = first_line;
+    for raw in bytes.split(|&b| b == b'\n') {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let fast_result = match &text {
+            Ok(_) => std::str::from_utf8(raw).ok().map(|line| fast.parse(line)),
+            Err(_) => None,
+        };
+        match fast_result {
+            Some(Line::Quad(q)) => {
+                encoder.push(with_graph(q, job.options));
+                enc.parsed += 1;
+            }
+            Some(Line::Empty) => {}
+            Some(Line::Fallback) | None => {
+                let parsed: Vec<Result<Quad, oxttl::TurtleSyntaxError>> =
+                    if job.format == Format::NQuads {
+                        NQuadsParser::new().for_slice(raw).collect()
+                    } else {
+                        NTriplesParser::new()
+                            .for_slice(raw)
+                            .map(|t| t.map(|t| t.in_graph(GraphName::DefaultGraph)))
+                            .collect()
+                    };
+                for item in parsed {
+                    match item {
+                        Ok(q) => {
+                            let q = salted(q, &job.salt);
+                            encoder.push(with_graph(q.as_ref(), job.options));
+                            enc.parsed += 1;
+                        }
+                        Err(e) => {
+                            let column = e.location().start.column;
+                            let error = SyntaxError {
+                                input: job.input.name(),
+                                line: line_no + 1,
+                                column: column + 1,
+                                message: e.to_string(),
+                                snippet: Some(
+                                    String::from_utf8_lossy(raw).chars().take(160).collect(),
+                                ),
+                            };
+                            if !job.options.lenient {
+                                return Err(Message::Failed(LoadError::Syntax(Box::new(error))));
+                            }
+                            enc.skipped += 1;
+                            if enc.errors.len() < 10 {
+                                enc.errors.push(error);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        line_no += 1;
+        flush_if_full(encoder, &mut enc, tx)?;
+    }
+    encoder
+        .flush(&mut enc.quads)
+        .map_err(|e| Message::Failed(e.into()))?;
+    Ok(enc)
+}
+
+fn parse_statements(
+    job: &Job<'_>,
+    encoder: &mut BulkEncoder,
+    header: &str,
+    bytes: &[u8],
+    tx: &SyncSender<Message>,
+) -> Result<Encoded, Message> {
+    let mut enc = Encoded {
+        quads: Vec::new(),
+        parsed: 0,
+        skipped: 0,
+        errors: Vec::new(),
+    };
+    let mut text = Vec::with_capacity(header.len() + bytes.len());
+    text.extend_from_slice(header.as_bytes());
+    text.extend_from_slice(bytes);
+    let base = match job.options.base_iri.clone() {
+        Some(b) => Some(b),
+        None => match job.input {
+            Input::Path(p) => std::path::absolute(p)
+                .ok()
+                .map(|a| format!("file://{}", a.display())),
+            Input::Stdin => None,
+        },
+    };
+    let mut handle = |item: Result<Quad, oxttl::TurtleSyntaxError>| -> Result<(), Message> {
+        match item {
+            Ok(q) => {
+                let q = salted(q, &job.salt);
+                encoder.push(with_graph(q.as_ref(), job.options));
+                enc.parsed += 1;
+                flush_if_full(encoder, &mut enc, tx)
+            }
+            Err(_) => Err(Message::ChunkFailed),
+        }
+    };
+    if job.format == Format::TriG {
+        let mut p = TriGParser::new();
+        if let Some(b) = &base {
+            p = p
+                .with_base_iri(b.clone())
+                .unwrap_or_else(|_| TriGParser::new());
+        }
+        p.for_slice(&text).try_for_each(&mut handle)?;
+    } else {
+        let mut p = TurtleParser::new();
+        if let Some(b) = &base {
+            p = p
+                .with_base_iri(b.clone())
+                .unwrap_or_else(|_| TurtleParser::new());
+        }
+        p.for_slice(&text)
+            .try_for_each(|t| handle(t.map(|t| t.in_graph(GraphName::DefaultGraph))))?;
+    }
+    encoder
+        .flush(&mut enc.quads)
+        .map_err(|e| Message::Failed(e.into()))?;
+    Ok(enc)
+}
+
+/// Parses a whole input with the sequential reference parser; returns its first syntax error, if any.
+fn check_sequential(
+    input: &Input,
+    format: Format,
+    compression: Compression,
+    options: &LoadOptions,
+) -> Result<(), LoadError> {
+    let reader = input
+        .open(compression, Arc::default())
+        .map_err(|e| io_error(input, e))?;
+    for item in parser_for(input, format, options)?.for_reader(reader) {
+        match item {
+            Ok(_) => {}
+            Err(RdfParseError::Syntax(e)) => {
+                return Err(LoadError::Syntax(Box::new(syntax_error(
+                    input,
+                    compression,
+                    &e,
+                ))))
+            }
+            Err(RdfParseError::Io(e)) => return Err(io_error(input, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! A fast N-Triples / N-Quads line parser for the bulk loader.
+//!
+//! It handles the common, unambiguous subset of the syntax without allocating: absolute IRIs (checked with
+//! `oxiri`, like `oxttl` does), ASCII blank node labels, literals with escapes, simple language tags and
+//! datatypes. Anything else — Unicode blank node labels, IRI escapes, unusual language tags, or any syntax
+//! error — is reported as [`Line::Fallback`], and the caller parses that line with `oxttl`, which stays the
+//! reference for both results and error messages. So the fast path can only be faster, never different.
+
+use oxrdf::vocab::rdf;
+use oxrdf::{
+    BlankNodeRef, GraphNameRef, LiteralRef, NamedNodeRef, NamedOrBlankNodeRef, QuadRef, TermRef,
+};
+
+/// The outcome of parsing one line.
+pub enum Line<'a> {
+    /// A statement.
+    Quad(QuadRef<'a>),
+    /// Blank or comment only.
+    Empty,
+    /// Outside the fast subset (or invalid): parse this line with `oxttl`.
+    Fallback,
+}
+
+/// Reusable state: scratch buffers for unescaped literals and renamed blank nodes, and the last IRIs that
+/// passed validation (predicates and classes repeat on almost every line).
+pub struct LineParser {
+    nquads: bool,
+    /// Prepended to every blank node label: blank nodes are scoped to one input file.
+    salt: String,
+    literal: String,
+    bnodes: [String; 3],
+    valid_iris: Vec<Box<str>>,
+    next_slot: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Span<'a> {
+    Iri(&'a str),
+    /// Index into `bnodes`.
+    Blank(usize),
+    Literal {
+        value: LiteralValue<'a>,
+        lang: Option<&'a str>,
+        datatype: Option<&'a str>,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum LiteralValue<'a> {
+    Borrowed(&'a str),
+    Scratch,
+}
+
+impl LineParser {
+    /// A parser for N-Triples (or N-Quads with `nquads`); `salt` prefixes every blank node label.
+    pub fn new(nquads: bool, salt: String) -> Self {
+        LineParser {
+            nquads,
+            salt,
+            literal: String::new(),
+            bnodes: Default::default(),
+            valid_iris: Vec::with_capacity(64),
+            next_slot: 0,
+        }
+    }
+
+    /// Parses one line (without its line terminator).
+    pub fn parse<'a>(&'a mut self, line: &'a str) -> Line<'a> {
+        let mut c = Cursor {
+            b: line.as_bytes(),
+            i: 0,
+            s: line,
+        };
+        c.ws();
+        if c.eof() || c.peek() == Some(b'#') {
+            return Line::Empty;
+        }
+        let mut bnode = 0;
+        let Some(s) = self.term(&mut c, &mut bnode, false) else {
+            return Line::Fallback;
+        };
+        c.ws();
+        let Some(p) = c.iri() else {
+            return Line::Fallback;
+        };
+        c.ws();
+        let Some(o) = self.term(&mut c, &mut bnode, true) else {
+            return Line::Fallback;
+        };
+        c.ws();
+        let g = if self.nquads && matches!(c.peek(), Some(b'<' | b'_')) {
+            let Some(g) = self.term(&mut c, &mut bnode, false) else {
+                return Line::Fallback;
+            };
+            c.ws();
+            Some(g)
+        } else {
+            None
+        };
+        if c.peek() != Some(b'.') {
+            return Line::Fallback;
+        }
+        c.i += 1;
+        c.ws();
+        if !c.eof() && c.peek() != Some(b'#') {
+            return Line::Fallback;
+        }
+        // Validation of IRIs, after the syntax is known to be right.
+        for span in [Some(s), Some(Span::Iri(p)), Some(o), g]
+            .into_iter()
+            .flatten()
+        {
+            let iri = match span {
+                Span::Iri(i) => i,
+                Span::Literal {
+                    datatype: Some(d), ..
+                } => d,
+                _ => continue,
+            };
+            if !self.check_iri(iri) {
+                return Line::Fallback;
+            }
+        }
+        if let Span::Literal {
+            datatype: Some(d), ..
+        } = o
+        {
+            if d == rdf::LANG_STRING.as_str() {
+                return Line::Fallback; // an error oxttl reports
+            }
+        }
+        let subject: NamedOrBlankNodeRef<'_> = match s {
+            Span::Iri(i) => NamedNodeRef::new_unchecked(i).into(),
+            Span::Blank(k) => BlankNodeRef::new_unchecked(&self.bnodes[k]).into(),
+            Span::Literal { .. } => return Line::Fallback,
+        };
+        let object: TermRef<'_> = match o {
+            Span::Iri(i) => NamedNodeRef::new_unchecked(i).into(),
+            Span::Blank(k) => BlankNodeRef::new_unchecked(&self.bnodes[k]).into(),
+            Span::Literal {
+                value,
+                lang,
+                datatype,
+            } => {
+                let v = match value {
+                    LiteralValue::Borrowed(v) => v,
+                    LiteralValue::Scratch => self.literal.as_str(),
+                };
+                match (lang, datatype) {
+                    (Some(l), _) => LiteralRef::new_language_tagged_literal_unchecked(v, l).into(),
+                    (None, Some(d)) => {
+                        LiteralRef::new_typed_literal(v, NamedNodeRef::new_unchecked(d)).into()
+                    }
+                    (None, None) => LiteralRef::new_simple_literal(v).into(),
+                }
+            }
+        };
+        let graph = match g {
+            None => GraphNameRef::DefaultGraph,
+            Some(Span::Iri(i)) => NamedNodeRef::new_unchecked(i).into(),
+            Some(Span::Blank(k)) => BlankNodeRef::new_unchecked(&self.bnodes[k]).into(),
+            Some(Span::Literal { .. }) => return Line::Fallback,
+        };
+        Line::Quad(QuadRef::new(
+            subject,
+            NamedNodeRef::new_unchecked(p),
+            object,
+            graph,
+        ))
+    }
+
+    fn check_iri(&mut self, iri: &str) -> bool {
+        if self.valid_iris.iter().any(|v| &**v == iri) {
+            return true;
+        }
+        if oxiri::Iri::parse(iri).is_err() {
+            return false;
+        }
+        // A small ring of recently validated IRIs: predicates, classes and datatypes hit it.
+        if self.valid_iris.len() < 64 {
+            self.valid_iris.push(iri.into());
+        } else {
+            self.valid_iris[self.next_slot] = iri.into();
+            self.next_slot = (self.next_slot + 1) % 64;
+        }
+        true
+    }
+
+    fn term<'a>(
+        &mut self,
+        c: &mut Cursor<'a>,
+        bnode: &mut usize,
+        literal_ok: bool,
+    ) -> Option<Span<'a>> {
+        match c.peek()? {
+            b'<' => c.iri().map(Span::Iri),
+            b'_' => {
+                let label = c.blank_label()?;
+                let slot = *bnode;
+                *bnode += 1;
+                let buf = self.bnodes.get_mut(slot)?;
+                buf.clear();
+                buf.push_str(&self.salt);
+                buf.push_str(label);
+                Some(Span::Blank(slot))
+            }
+            b'"' if literal_ok => {
+                let value = c.string(&mut self.literal)?;
+                match c.peek() {
+                    Some(b'@') => {
+                        c.i += 1;
+                        let lang = c.simple_lang_tag()?;
+                        Some(Span::Literal {
+                            value,
+                            lang: Some(lang),
+                            datatype: None,
+                        })
+                    }
+                    Some(b'^') => {
+                        if c.b.get(c.i + 1) != Some(&b'^') {
+                            return None;
+                        }
+                        c.i += 2;
+                        let dt = c.iri()?;
+                        Some(Span::Literal {
+                            value,
+                            lang: None,
+                            datatype: Some(dt),
+                        })
+                    }
+                    _ => Some(Span::Literal {
+                        value,
+                        lang: None,
+                        datatype: None,
+                    }),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eof(&self) -> bool {
+        self.i >= self.b.len()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// `<...>` with only characters N-Triples allows unescaped, and an IRI scheme.
+    fn iri(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'<') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            match *self.b.get(j)? {
+                b'>' => break,
+                b'\x00'..=b' ' | b'<' | b'"' | b'{' | b'}' | b'|' | b'^' | b'`' | b'\\' => {
+                    return None
+                }
+                _ => j += 1,
+            }
+        }
+        self.i = j + 1;
+        let iri = &self.s[start..j];
+        // Absolute IRI: scheme ":" (relative IRIs are an error in N-Triples; leave them to oxttl).
+        let colon = iri.find(':')?;
+        let scheme = &iri.as_bytes()[..colon];
+        if scheme.is_empty()
+            || !scheme[0].is_ascii_alphabetic()
+            || !scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return None;
+        }
+        Some(iri)
+    }
+
+    /// `_:label` restricted to ASCII letters, digits, `_`, `-` and inner `.`.
+    fn blank_label(&mut self) -> Option<&'a str> {
+        if self.b.get(self.i..self.i + 2)? != b"_:" {
+            return None;
+        }
+        let start = self.i + 2;
+        let mut j = start;
+        while let Some(&b) = self.b.get(j) {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' {
+                j += 1;
+            } else if b >= 0x80 {
+                return None; // Unicode labels: oxttl
+            } else {
+                break;
+            }
+        }
+        while j > start && self.b[j - 1] == b'.' {
+            j -= 1; // a label cannot end with '.'; the dot ends the statement
+        }
+        let first = *self.b.get(start)?;
+        if j == start || first == b'-' || first == b'.' {
+            return None;
+        }
+        self.i = j;
+        Some(&self.s[start..j])
+    }
+
+    /// A `"..."` string. Borrowed when it has no escape; otherwise unescaped into `scratch`.
+    fn string(&mut self, scratch: &mut String) -> Option<LiteralValue<'a>> {
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            match *self.b.get(j)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                b'\n' | b'\r' => return None,
+                _ => j += 1,
+            }
+        }
+        self.i = j + 1;
+        if !escaped {
+            return Some(LiteralValue::Borrowed(&self.s[start..j]));
+        }
+        scratch.clear();
+        let raw = &self.s[start..j];
+        let mut chars = raw.chars();
+        while let Some(ch) = chars.next() {
+            if ch != '\\' {
+                scratch.push(ch);
+                continue;
+            }
+            let decoded = match chars.next()? {
+                't' => '\t',
+                'b' => '\u{8}',
+                'n' => '\n',
+                'r' => '\r',
+                'f' => '\u{c}',
+                '"' => '"',
+                '\'' => '\'',
+                '\\' => '\\',
+                'u' => hex_char(&mut chars, 4)?,
+                'U' => hex_char(&mut chars, 8)?,
+                _ => return None,
+            };
+            scratch.push(decoded);
+        }
+        Some(LiteralValue::Scratch)
+    }
+
+    /// Language tags of the shapes `ll`, `lll`, `ll-RR`, `ll-123` (always valid BCP 47); others fall back.
+    fn simple_lang_tag(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let mut j = start;
+        while self.b.get(j).is_some_and(u8::is_ascii_alphabetic) {
+            j += 1;
+        }
+        if !(2..=3).contains(&(j - start)) {
+            return None;
+        }
+        if self.b.get(j) == Some(&b'-') {
+            let r = j + 1;
+            let mut k = r;
+            while self.b.get(k).is_some_and(u8::is_ascii_alphanumeric) {
+                k += 1;
+            }
+            let region = &self.b[r..k];
+            let ok = (region.len() == 2 && region.iter().all(u8::is_ascii_alphabetic))
+                || (region.len() == 3 && region.iter().all(u8::is_ascii_digit));
+            if !ok {
+                return None;
+            }
+            j = k;
+        }
+        let tag = &self.s[start..j];
+        // oxttl lowercases language tags; only borrowed lowercase tags take the fast path.
+        if tag.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        self.i = j;
+        Some(tag)
+    }
+}
+
+fn hex_char(chars: &mut std::str::Chars<'_>, n: usize) -> Option<char> {
+    let mut v = 0u32;
+    for _ in 0..n {
+        v = v * 16 + chars.next()?.to_digit(16)?;
+    }
+    char::from_u32(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Option<String> {
+        let mut p = LineParser::new(true, "x".into());
+        match p.parse(line) {
+            Line::Quad(q) => Some(q.to_string()),
+            Line::Empty => Some(String::new()),
+            Line::Fallback => None,
+        }
+    }
+
+    #[test]
+    fn fast_subset() {
+        assert_eq!(
+            parse("<http://a/s> <http://a/p> <http://a/o> ."),
+            Some("<http://a/s> <http://a/p> <http://a/o>".into())
+        );
+        assert_eq!(
+            parse("_:b1 <http://a/p> \"v\\n\\u00e9\"@en ."),
+            Some("_:xb1 <http://a/p> \"v\\né\"@en".into())
+        );
+        assert_eq!(
+            parse("<http://a/s><http://a/p>\"1\"^^<http://www.w3.org/2001/XMLSchema#integer>.# c"),
+            Some(
+                "<http://a/s> <http://a/p> \"1\"^^<http://www.w3.org/2001/XMLSchema#integer>"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse("<http://a/s> <http://a/p> <http://a/o> <http://a/g> ."),
+            Some("<http://a/s> <http://a/p> <http://a/o> <http://a/g>".into())
+        );
+        assert_eq!(parse("   # comment"), Some(String::new()));
+    }
+
+    #[test]
+    fn everything_else_falls_back() {
+        for line in [
+            "<a> <http://a/p> <http://a/o> .",          // relative IRI
+            "<http://a/s> <http://a/p> <http://a/o>",    // no dot
+            "<http://a/s> <http://a/p> \"x\"@EN .",      // uppercase tag: oxttl lowercases
+            "<http://a/s> <http://a/p> \"x\"@en-verylongtag .",
+            "<http://a/s> <http://a/p> \"x\" . junk",
+            "_:é <http://a/p> <http://a/o> .",
+            "<http://a/s> <http://a/p> \"\\q\" .",
+            "<http://a/s> <http://a/p> \"x\"^^<http://www.w3.org/1999/02/22-rdf-syntax-ns#langString> .",
+            "<http://a/s> \"p\" <http://a/o> .",
+        ] {
+            assert!(parse(line).is_none(), "{line}");
+        }
+    }
+}

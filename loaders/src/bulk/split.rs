@@ -1,0 +1,201 @@
+//! Cutting Turtle and TriG into chunks at statement boundaries, carrying prefix and base directives along.
+//!
+//! A byte-level scanner tracks just enough of the lexical state — IRIs, short and long strings, comments,
+//! bracket depth and local-name escapes — to know when a newline ends a top-level statement (the last
+//! significant byte was `.`, or `}` closing a TriG graph block, or the line was a SPARQL-style
+//! `PREFIX`/`BASE`). Directives are copied into a header that is prepended to every later chunk, so each
+//! chunk parses on its own. If a chunk still fails to parse, the caller re-checks the whole input with the
+//! sequential parser, which stays the reference for errors.
+
+/// Lexical state of the scanner.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Normal,
+    Comment,
+    Iri,
+    Short(u8),
+    Long(u8),
+}
+
+/// Incremental splitter; feed it a growing buffer, take chunks from the front.
+pub(crate) struct Splitter {
+    state: State,
+    depth: i64,
+    last_sig: u8,
+    /// Offset (in the current buffer) scanned so far.
+    scanned: usize,
+    /// Start of the current statement in the buffer, once its first significant byte was seen.
+    stmt_start: Option<usize>,
+    sparql_directive: bool,
+    /// Byte after the last statement boundary found.
+    last_boundary: usize,
+    /// Directives seen so far, in order.
+    pub(crate) header: String,
+    skip_next: bool,
+    trig: bool,
+}
+
+impl Splitter {
+    pub(crate) fn new(trig: bool) -> Self {
+        Splitter {
+            state: State::Normal,
+            depth: 0,
+            last_sig: b'.',
+            scanned: 0,
+            stmt_start: None,
+            sparql_directive: false,
+            last_boundary: 0,
+            header: String::new(),
+            skip_next: false,
+            trig,
+        }
+    }
+
+    /// Scans `buf` from where the last call stopped. Returns the end of the last complete statement seen
+    /// (0 if none), so `buf[..end]` can be handed to a parser.
+    pub(crate) fn scan(&mut self, buf: &[u8]) -> usize {
+        let mut i = self.scanned;
+        while i < buf.len() {
+            let b = buf[i];
+            if self.skip_next {
+                self.skip_next = false;
+                i += 1;
+                continue;
+            }
+            match self.state {
+                State::Comment => {
+                    if b == b'\n' {
+                        self.state = State::Normal;
+                        self.newline(buf, i);
+                    }
+                }
+                State::Iri => {
+                    if b == b'>' {
+                        self.state = State::Normal;
+                        self.last_sig = b'>';
+                    } else if b == b'\\' {
+                        self.skip_next = true;
+                    }
+                }
+                State::Short(q) => {
+                    if b == b'\\' {
+                        self.skip_next = true;
+                    } else if b == q {
+                        self.state = State::Normal;
+                        self.last_sig = q;
+                    } else if b == b'\n' {
+                        self.state = State::Normal; // invalid anyway; let the parser report it
+                    }
+                }
+                State::Long(q) => {
+                    if b == b'\\' {
+                        self.skip_next = true;
+                    } else if b == q && buf.get(i + 1) == Some(&q) && buf.get(i + 2) == Some(&q) {
+                        self.state = State::Normal;
+                        self.last_sig = q;
+                        i += 2;
+                    }
+                }
+                State::Normal => match b {
+                    b'\n' => self.newline(buf, i),
+                    b' ' | b'\t' | b'\r' => {}
+                    b'#' => self.state = State::Comment,
+                    _ => {
+                        if self.stmt_start.is_none() && self.depth == 0 {
+                            self.stmt_start = Some(i);
+                            let rest = &buf[i..buf.len().min(i + 7)];
+                            self.sparql_directive = starts_with_ignore_case(rest, b"PREFIX ")
+                                || starts_with_ignore_case(rest, b"PREFIX\t")
+                                || starts_with_ignore_case(rest, b"BASE ")
+                                || starts_with_ignore_case(rest, b"BASE\t");
+                        }
+                        match b {
+                            b'<' => self.state = State::Iri,
+                            b'"' | b'\'' => {
+                                if buf.get(i + 1) == Some(&b) && buf.get(i + 2) == Some(&b) {
+                                    self.state = State::Long(b);
+                                    i += 2;
+                                } else {
+                                    self.state = State::Short(b);
+                                }
+                            }
+                            b'{' | b'[' | b'(' => self.depth += 1,
+                            b'}' | b']' | b')' => self.depth -= 1,
+                            b'\\' => self.skip_next = true,
+                            _ => {}
+                        }
+                        self.last_sig = b;
+                    }
+                },
+            }
+            i += 1;
+        }
+        self.scanned = i;
+        self.last_boundary
+    }
+
+    fn newline(&mut self, buf: &[u8], i: usize) {
+        let ends = self.depth == 0
+            && self.stmt_start.is_some()
+            && (self.last_sig == b'.'
+                || (self.trig && self.last_sig == b'}')
+                || self.sparql_directive);
+        if !ends {
+            return;
+        }
+        if let Some(start) = self.stmt_start.take() {
+            let text = &buf[start..=i];
+            let is_directive = self.sparql_directive
+                || starts_with_ignore_case(text, b"@prefix")
+                || starts_with_ignore_case(text, b"@base");
+            if is_directive {
+                self.header.push_str(&String::from_utf8_lossy(text));
+            }
+        }
+        self.sparql_directive = false;
+        self.last_boundary = i + 1;
+    }
+
+    /// Forgets `n` bytes taken from the front of the buffer.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.scanned -= n;
+        self.last_boundary -= n;
+        if let Some(s) = &mut self.stmt_start {
+            *s -= n;
+        }
+    }
+}
+
+fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
+    text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_only_between_statements_and_collects_directives() {
+        let text = b"@prefix e: <http://e/> .\nPREFIX f: <http://f/>\ne:a e:p \"\"\"x .\ny\"\"\" .\ne:b e:p [ e:q 1.5 ] ; # c .\n e:r e:s .\ne:c e:p e:d";
+        let mut s = Splitter::new(false);
+        let end = s.scan(text);
+        let cut = std::str::from_utf8(&text[..end]).unwrap();
+        assert!(cut.ends_with("e:r e:s .\n"), "{cut:?}");
+        assert_eq!(
+            s.header,
+            "@prefix e: <http://e/> .\nPREFIX f: <http://f/>\n"
+        );
+        s.consume(end);
+        assert_eq!(s.scan(&text[end..]), 0);
+    }
+
+    #[test]
+    fn trig_graph_blocks_are_not_cut() {
+        let text = b"<http://g> {\n<http://a> <http://p> <http://b> .\n}\n<http://a> <http://p> <http://c> .\n";
+        let mut s = Splitter::new(true);
+        let end = s.scan(text);
+        assert_eq!(end, text.len());
+        let mut s = Splitter::new(true);
+        assert_eq!(s.scan(&text[..40]), 0, "inside the block");
+    }
+}

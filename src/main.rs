@@ -1,0 +1,416 @@
+//! The `tern` command line: parses arguments, dispatches, reports.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use oxrdf::{BlankNode, NamedNode, NamedOrBlankNode};
+use tern::loaders::{self, Format, GraphChoice, Input, LoadOptions};
+use tern::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "An embedded RDF store with a SPARQL server and graph-driven generation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load RDF files into a store (one transaction: all or nothing).
+    Load {
+        /// Store directory (created if missing).
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Files to load (`-` for standard input); `.gz` and `.zst` are decompressed.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Graph IRI receiving the default-graph statements.
+        #[arg(long)]
+        graph: Option<String>,
+        /// Syntax, when it cannot be told from the file name.
+        #[arg(long)]
+        format: Option<String>,
+        /// Base IRI for relative IRIs (default: each file's file:// IRI).
+        #[arg(long)]
+        base: Option<String>,
+        /// Skip bad statements, load the rest, report the first errors.
+        #[arg(long)]
+        lenient: bool,
+        /// Use the bulk loader even if the store is not empty (it is the default for an empty store).
+        #[arg(long, conflicts_with = "transactional")]
+        bulk: bool,
+        /// Load as one ordinary transaction even into an empty store.
+        #[arg(long)]
+        transactional: bool,
+        /// Bulk loader memory budget for buffered quads, e.g. 512M or 2G (the dictionary comes on top).
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        max_memory: usize,
+        /// Bulk loader parser workers (default: available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Reproducible benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        which: tern::bench::Bench,
+    },
+    /// Write the store (or one graph) in an RDF syntax.
+    Dump {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Output syntax (default: from the output file name, else nquads).
+        #[arg(long)]
+        format: Option<String>,
+        /// Graph to dump: an IRI, `default`, or omitted for all.
+        #[arg(long)]
+        graph: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Print counts, top predicates, bitmap and disk sizes.
+    Stats {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Predicates to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Also check every index, bitmap and counter (reads the whole store).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Convert an RDF file to another syntax without a store.
+    Convert {
+        /// Input file (`-` for standard input).
+        input: String,
+        /// Output file (`-` for standard output).
+        output: String,
+        /// Input syntax (default: from the input name).
+        #[arg(long)]
+        from: Option<String>,
+        /// Output syntax (default: from the output name).
+        #[arg(long)]
+        to: Option<String>,
+        /// Base IRI for relative IRIs.
+        #[arg(long)]
+        base: Option<String>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Load {
+            location,
+            files,
+            graph,
+            format,
+            base,
+            lenient,
+            bulk,
+            transactional,
+            max_memory,
+            threads,
+        } => {
+            let options = LoadOptions {
+                format: format.as_deref().map(parse_format).transpose()?,
+                base_iri: base,
+                graph: graph.map(|g| parse_iri(&g)).transpose()?,
+                lenient,
+            };
+            let mode = if bulk {
+                Mode::Bulk
+            } else if transactional {
+                Mode::Transactional
+            } else {
+                Mode::Auto
+            };
+            load(&location, &files, &options, mode, max_memory, threads)
+        }
+        Command::Bench { which } => tern::bench::run(which),
+        Command::Dump {
+            location,
+            format,
+            graph,
+            output,
+        } => {
+            let store = Store::open_read_only(&location)?;
+            let format = match format {
+                Some(f) => parse_format(&f)?,
+                None => output
+                    .as_deref()
+                    .and_then(|p| Format::from_path(p).0)
+                    .unwrap_or(Format::NQuads),
+            };
+            let choice = match graph.as_deref() {
+                None => GraphChoice::All,
+                Some("default") => GraphChoice::Default,
+                Some(g) => GraphChoice::Named(parse_graph(g)?),
+            };
+            let reader = store.reader();
+            let n = match &output {
+                Some(path) => {
+                    let file = File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    loaders::dump(&reader, format, &choice, BufWriter::new(file))?
+                }
+                None => loaders::dump(
+                    &reader,
+                    format,
+                    &choice,
+                    BufWriter::new(io::stdout().lock()),
+                )?,
+            };
+            eprintln!("dumped {n} quads as {format}");
+            Ok(())
+        }
+        Command::Stats {
+            location,
+            top,
+            verify,
+        } => stats(&location, top, verify),
+        Command::Convert {
+            input,
+            output,
+            from,
+            to,
+            base,
+        } => {
+            let input = Input::from_arg(&input);
+            let to = match to {
+                Some(t) => parse_format(&t)?,
+                None => Format::from_path(output.as_ref()).0.with_context(|| {
+                    format!("cannot tell the output format of {output}: name it with --to")
+                })?,
+            };
+            let options = LoadOptions {
+                format: from.as_deref().map(parse_format).transpose()?,
+                base_iri: base,
+                ..LoadOptions::default()
+            };
+            let n = if output == "-" {
+                loaders::convert(&input, &options, to, BufWriter::new(io::stdout().lock()))?
+            } else {
+                let file =
+                    File::create(&output).with_context(|| format!("cannot create {output}"))?;
+                loaders::convert(&input, &options, to, BufWriter::new(file))?
+            };
+            eprintln!("converted {n} statements to {to}");
+            Ok(())
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Mode {
+    Auto,
+    Bulk,
+    Transactional,
+}
+
+fn load(
+    location: &PathBuf,
+    files: &[String],
+    options: &LoadOptions,
+    mode: Mode,
+    max_memory: usize,
+    threads: Option<usize>,
+) -> Result<()> {
+    let store = Store::open(location)?;
+    let bulk = mode == Mode::Bulk || (mode == Mode::Auto && store.reader().is_empty()?);
+    let inputs: Vec<Input> = files.iter().map(|f| Input::from_arg(f)).collect();
+    let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let started = std::time::Instant::now();
+    let mut on_progress = |p: &loaders::Progress| {
+        if let Some(total) = p.total_bytes {
+            bar.set_length(total);
+        }
+        bar.set_position(p.bytes);
+        let rate = p.quads as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{} triples, {:.0} triples/s", p.quads, rate));
+    };
+    let report = if bulk {
+        let mut bulk_options = loaders::BulkLoadOptions {
+            load: options.clone(),
+            max_memory,
+            ..Default::default()
+        };
+        if let Some(t) = threads {
+            bulk_options.threads = t.max(1);
+        }
+        loaders::bulk_load(&store, &inputs, &bulk_options, &mut on_progress)
+    } else {
+        loaders::load(&store, &inputs, options, &mut on_progress)
+    };
+    bar.finish_and_clear();
+    let report = report?;
+    for e in &report.errors {
+        eprintln!("skipped: {e}");
+    }
+    if report.skipped > 0 {
+        eprintln!(
+            "skipped {} bad statements (first {} shown)",
+            report.skipped,
+            report.errors.len()
+        );
+    }
+    let rss = tern::peak_rss_bytes().map_or("?".to_owned(), |b| format!("{} MiB", b >> 20));
+    println!(
+        "loaded {} triples ({} new) in {:.2} s: {:.0} triples/s, peak RSS {rss} ({})",
+        report.parsed,
+        report.inserted,
+        report.seconds,
+        report.parsed as f64 / report.seconds.max(1e-9),
+        if bulk { "bulk" } else { "transactional" }
+    );
+    if !report.phases.is_empty() {
+        let phases: Vec<String> = report
+            .phases
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.2}s"))
+            .collect();
+        tracing::info!(
+            spilled_runs = report.spilled_runs,
+            "bulk phases: {}",
+            phases.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn stats(location: &PathBuf, top: usize, verify: bool) -> Result<()> {
+    let store = Store::open_read_only(location)?;
+    let reader = store.reader();
+    let s = reader.statistics()?;
+    let bytes = store.size_on_disk()?;
+    let bitmaps = reader.bitmap_stats()?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "store          {}", location.display())?;
+    writeln!(out, "format version {}", tern::store::FORMAT_VERSION)?;
+    writeln!(out, "data version   {}", store.data_version())?;
+    writeln!(out, "quads          {}", s.quads)?;
+    writeln!(out, "named graphs   {}", s.named_graphs)?;
+    writeln!(out, "terms          {}", s.terms)?;
+    let per_million = if s.quads > 0 {
+        bytes as f64 / s.quads as f64
+    } else {
+        0.0
+    };
+    writeln!(
+        out,
+        "bytes on disk  {bytes} ({:.1} MiB per million quads)",
+        per_million * 1e6 / 1048576.0
+    )?;
+    writeln!(
+        out,
+        "bitmaps        {} predicate, {} predicate-object, {} graph; {} bytes",
+        bitmaps.predicate, bitmaps.predicate_object, bitmaps.graph, bitmaps.bytes
+    )?;
+    let mut preds = reader.all_predicate_stats()?;
+    preds.sort_by(|a, b| b.quads.cmp(&a.quads));
+    writeln!(
+        out,
+        "top predicates (quads, distinct subjects, distinct objects, graph):"
+    )?;
+    for p in preds.iter().take(top) {
+        let graph = if p.graph == tern::TermId::DEFAULT_GRAPH {
+            "default".to_owned()
+        } else {
+            reader.term(p.graph)?.to_string()
+        };
+        writeln!(
+            out,
+            "  {:>10} {:>10} {:>10}  {}  [{graph}]",
+            p.quads,
+            p.distinct_subjects,
+            p.distinct_objects,
+            reader.term(p.predicate)?
+        )?;
+    }
+    if verify {
+        match store.verify()? {
+            Ok(r) => writeln!(
+                out,
+                "verify         ok: {} quads, {} bitmaps, {} terms",
+                r.quads, r.bitmaps, r.terms
+            )?,
+            Err(e) => bail!("{e}"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: use e.g. 512M or 2G"))?;
+    let mult = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {text:?}: use K, M or G")),
+    };
+    Ok(n * mult)
+}
+
+fn parse_format(name: &str) -> Result<Format> {
+    Format::from_name(name)
+        .ok_or_else(|| loaders::LoadError::UnknownFormatName(name.to_owned()).into())
+}
+
+fn parse_iri(iri: &str) -> Result<NamedNode> {
+    NamedNode::new(iri).map_err(|e| {
+        loaders::LoadError::InvalidIri {
+            iri: iri.to_owned(),
+            message: e.to_string(),
+        }
+        .into()
+    })
+}
+
+fn parse_graph(g: &str) -> Result<NamedOrBlankNode> {
+    if let Some(label) = g.strip_prefix("_:") {
+        return Ok(BlankNode::new(label)
+            .with_context(|| format!("invalid blank node {g}"))?
+            .into());
+    }
+    Ok(parse_iri(g)?.into())
+}

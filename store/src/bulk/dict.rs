@@ -1,0 +1,335 @@
+//! Parallel dictionary encoding for bulk loads.
+//!
+//! Each parser worker owns a [`BulkEncoder`]. Quads are pushed into a chunk: inline terms resolve at once,
+//! repeats of the previous quad's terms and terms in the worker's local cache resolve without a lock, and the
+//! rest are deduplicated inside the chunk. At [`BulkEncoder::flush`] the chunk's distinct unknown terms are
+//! resolved against the [`SharedDict`] with one lock per shard per chunk — never a lock per triple — and,
+//! for a store that already holds data, one batched read of `term2id` for terms the load has not seen yet.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use oxrdf::{GraphNameRef, QuadRef, TermRef};
+
+use crate::error::{Result, StoreError};
+use crate::keys::{self, IdQuad};
+use crate::store::{lock, Inner};
+use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
+
+const SHARDS: usize = 64;
+/// Worker-local cache entries before it is cleared.
+const LOCAL_CACHE_MAX: usize = 1 << 17;
+
+struct Entry {
+    bytes: Box<[u8]>,
+    id: TermId,
+    /// Allocated by this load (so it needs a dictionary entry).
+    new: bool,
+}
+
+/// Every term seen by a bulk load, sharded by hash.
+pub(crate) struct SharedDict {
+    shards: Vec<Mutex<HashTable<Entry>>>,
+    hasher: FixedState,
+    inner: Arc<Inner>,
+    /// Whether the store had no dictionary entry when the load started (no `term2id` reads needed).
+    empty_base: bool,
+}
+
+impl SharedDict {
+    pub(crate) fn new(inner: Arc<Inner>, empty_base: bool) -> Self {
+        SharedDict {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
+            hasher: FixedState::with_seed(0x7465726e),
+            inner,
+            empty_base,
+        }
+    }
+
+    fn hash(&self, bytes: &[u8]) -> u64 {
+        self.hasher.hash_one(bytes)
+    }
+
+    fn shard_of(hash: u64) -> usize {
+        (hash >> 58) as usize % SHARDS
+    }
+
+    /// The id this load gave (or found for) a term, by encoded bytes.
+    pub(crate) fn lookup(&self, bytes: &[u8]) -> Option<TermId> {
+        let hash = self.hash(bytes);
+        lock(&self.shards[Self::shard_of(hash)])
+            .find(hash, |e| *e.bytes == *bytes)
+            .map(|e| e.id)
+    }
+
+    /// Terms this load added to the dictionary, as `(id, encoded term)`.
+    pub(crate) fn take_new_terms(&self) -> Vec<(TermId, Box<[u8]>)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut table = lock(shard);
+            for e in std::mem::take(&mut *table) {
+                if e.new {
+                    out.push((e.id, e.bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// Approximate heap bytes held.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).iter().map(|e| e.bytes.len() + 48).sum::<usize>())
+            .sum()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Known(TermId),
+    /// Index into the chunk's distinct unknown terms.
+    Pending(u32),
+}
+
+struct Distinct {
+    hash: u64,
+    start: u32,
+    end: u32,
+    kind: DictKind,
+}
+
+/// A worker's encoder. See the module documentation.
+pub struct BulkEncoder {
+    dict: Arc<SharedDict>,
+    local: HashTable<(Box<[u8]>, TermId)>,
+    arena: Vec<u8>,
+    distinct: Vec<Distinct>,
+    /// Indexes into `distinct`, by hash, for in-chunk deduplication.
+    chunk_table: HashTable<u32>,
+    slots: Vec<Slot>,
+    buf: Vec<u8>,
+    /// Encoded bytes and slot of the previous quad's terms, per position.
+    previous: [(Vec<u8>, Option<Slot>); 4],
+}
+
+impl BulkEncoder {
+    pub(crate) fn new(dict: Arc<SharedDict>) -> Self {
+        BulkEncoder {
+            dict,
+            local: HashTable::new(),
+            arena: Vec::with_capacity(1 << 20),
+            distinct: Vec::new(),
+            chunk_table: HashTable::new(),
+            slots: Vec::new(),
+            buf: Vec::new(),
+            previous: Default::default(),
+        }
+    }
+
+    /// Quads pushed since the last flush.
+    pub fn len(&self) -> usize {
+        self.slots.len() / 4
+    }
+
+    /// Whether no quad is pending.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds a quad to the current chunk.
+    pub fn push(&mut self, quad: QuadRef<'_>) {
+        let graph: Option<TermRef<'_>> = match quad.graph_name {
+            GraphNameRef::DefaultGraph => None,
+            GraphNameRef::NamedNode(n) => Some(n.into()),
+            GraphNameRef::BlankNode(b) => Some(b.into()),
+        };
+        let terms = [
+            Some(quad.subject.into()),
+            Some(quad.predicate.into()),
+            Some(quad.object),
+            graph,
+        ];
+        for (pos, term) in terms.into_iter().enumerate() {
+            let slot = match term {
+                None => Slot::Known(TermId::DEFAULT_GRAPH),
+                Some(t) => match TermId::inline(t) {
+                    Some(id) => Slot::Known(id),
+                    None => self.slot_for(pos, t),
+                },
+            };
+            self.slots.push(slot);
+        }
+    }
+
+    fn slot_for(&mut self, pos: usize, term: TermRef<'_>) -> Slot {
+        let kind = encode_term(term, &mut self.buf);
+        if let (prev, Some(slot)) = &self.previous[pos] {
+            if *prev == self.buf {
+                return *slot;
+            }
+        }
+        let hash = self.dict.hash(&self.buf);
+        let slot = if let Some((_, id)) = self.local.find(hash, |(b, _)| **b == *self.buf) {
+            Slot::Known(*id)
+        } else {
+            let arena = &self.arena;
+            let distinct = &self.distinct;
+            let buf = &self.buf;
+            match self.chunk_table.find(hash, |&i| {
+                let d = &distinct[i as usize];
+                arena[d.start as usize..d.end as usize] == **buf
+            }) {
+                Some(&i) => Slot::Pending(i),
+                None => {
+                    let i = self.distinct.len() as u32;
+                    let start = self.arena.len() as u32;
+                    self.arena.extend_from_slice(&self.buf);
+                    self.distinct.push(Distinct {
+                        hash,
+                        start,
+                        end: self.arena.len() as u32,
+                        kind,
+                    });
+                    let distinct = &self.distinct;
+                    self.chunk_table
+                        .insert_unique(hash, i, |&j| distinct[j as usize].hash);
+                    Slot::Pending(i)
+                }
+            }
+        };
+        let (prev, prev_slot) = &mut self.previous[pos];
+        prev.clear();
+        prev.extend_from_slice(&self.buf);
+        *prev_slot = Some(slot);
+        slot
+    }
+
+    /// Resolves the chunk's terms and appends its id quads to `out`.
+    pub fn flush(&mut self, out: &mut Vec<IdQuad>) -> Result<()> {
+        let ids = self.resolve()?;
+        let id_of = |s: Slot| match s {
+            Slot::Known(id) => id,
+            Slot::Pending(i) => ids[i as usize],
+        };
+        out.reserve(self.slots.len() / 4);
+        for c in self.slots.chunks_exact(4) {
+            out.push(IdQuad::new(
+                id_of(c[0]),
+                id_of(c[1]),
+                id_of(c[2]),
+                id_of(c[3]),
+            ));
+        }
+        // Worker-local cache of what this chunk resolved (bounded: cleared when full).
+        if self.local.len() + self.distinct.len() > LOCAL_CACHE_MAX {
+            self.local.clear();
+        }
+        for (d, &id) in self.distinct.iter().zip(&ids) {
+            let bytes: Box<[u8]> = self.arena[d.start as usize..d.end as usize].into();
+            self.local.insert_unique(d.hash, (bytes, id), |(b, _)| {
+                self.dict.hasher.hash_one(&**b)
+            });
+        }
+        self.slots.clear();
+        self.arena.clear();
+        self.distinct.clear();
+        self.chunk_table.clear();
+        for (prev, slot) in &mut self.previous {
+            prev.clear();
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// Ids of the chunk's distinct unknown terms: shared dictionary, then `term2id`, then new ids.
+    fn resolve(&mut self) -> Result<Vec<TermId>> {
+        let n = self.distinct.len();
+        let mut ids = vec![TermId::DEFAULT_GRAPH; n];
+        let mut resolved = vec![false; n];
+        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); SHARDS];
+        for (i, d) in self.distinct.iter().enumerate() {
+            by_shard[SharedDict::shard_of(d.hash)].push(i as u32);
+        }
+        let bytes_of = |d: &Distinct| &self.arena[d.start as usize..d.end as usize];
+        for (shard, members) in by_shard.iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            let table = lock(&self.dict.shards[shard]);
+            for &i in members {
+                let d = &self.distinct[i as usize];
+                if let Some(e) = table.find(d.hash, |e| *e.bytes == *bytes_of(d)) {
+                    ids[i as usize] = e.id;
+                    resolved[i as usize] = true;
+                }
+            }
+        }
+        // Terms the store may already know.
+        let mut stored: Vec<Option<TermId>> = vec![None; n];
+        if !self.dict.empty_base {
+            let misses: Vec<usize> = (0..n).filter(|&i| !resolved[i]).collect();
+            let keys: Vec<&[u8]> = misses
+                .iter()
+                .map(|&i| bytes_of(&self.distinct[i]))
+                .collect();
+            let cf = self.dict.inner.cf(keys::CF_TERM2ID)?;
+            for (&i, v) in misses.iter().zip(self.dict.inner.db.batched_multi_get_cf(
+                cf,
+                keys.iter(),
+                false,
+            )) {
+                if let Some(v) = v? {
+                    stored[i] = Some(
+                        TermId::from_be_slice(&v)
+                            .ok_or_else(|| StoreError::Corrupt("bad term id in term2id".into()))?,
+                    );
+                }
+            }
+        }
+        for (shard, members) in by_shard.iter().enumerate() {
+            if members.iter().all(|&i| resolved[i as usize]) {
+                continue;
+            }
+            let mut table = lock(&self.dict.shards[shard]);
+            for &i in members {
+                let i = i as usize;
+                if resolved[i] {
+                    continue;
+                }
+                let d = &self.distinct[i];
+                let bytes = bytes_of(d);
+                // Another worker may have added it since the first pass.
+                if let Some(e) = table.find(d.hash, |e| *e.bytes == *bytes) {
+                    ids[i] = e.id;
+                    continue;
+                }
+                let (id, new) = match stored[i] {
+                    Some(id) => (id, false),
+                    None => {
+                        let counter = self.dict.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                        if counter > MAX_DICTIONARY_ID {
+                            return Err(StoreError::DictionaryFull);
+                        }
+                        (TermId::from_counter(d.kind, counter), true)
+                    }
+                };
+                ids[i] = id;
+                let hasher = &self.dict.hasher;
+                table.insert_unique(
+                    d.hash,
+                    Entry {
+                        bytes: bytes.into(),
+                        id,
+                        new,
+                    },
+                    |e| hasher.hash_one(&*e.bytes),
+                );
+            }
+        }
+        Ok(ids)
+    }
+}

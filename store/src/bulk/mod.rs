@@ -1,0 +1,718 @@
+//! Bulk loading: parallel dictionary encoding, sorted runs, SST files ingested into RocksDB, and bitmaps and
+//! statistics computed from the sorted streams.
+//!
+//! Life of a bulk load:
+//! 1. Workers encode quads with [`BulkEncoder`]s and hand id quads to [`BulkLoad::add`]. The buffer is
+//!    sorted, deduplicated, stripped of quads the store already holds, and spilled to a run file when it
+//!    reaches the memory budget.
+//! 2. [`BulkLoad::finish`] writes a `bulk_pending` marker (naming the temporary directory and the first new
+//!    dictionary counter), then for the dictionary and each index order writes one SST file per column family
+//!    and ingests it. Bitmaps and counters are computed on the way.
+//! 3. One final write batch adds bitmaps (merge operands), counters, graph entries, the id counter and data
+//!    version, and deletes the marker. That batch is the commit point.
+//!
+//! A failure or crash before the final batch is rolled back by [`recover`] (called by `Store::open`): the
+//! run files list exactly the quads that were new, and new dictionary ids are exactly those at or above the
+//! marker's counter. Concurrent readers may see index entries appear during ingestion (seconds), but counters
+//! and bitmaps only change with the final batch; use a transaction when readers must never see that.
+
+mod dict;
+mod runs;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use oxrdf::vocab::rdf;
+use roaring::RoaringTreemap;
+use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions};
+
+pub use dict::BulkEncoder;
+use dict::SharedDict;
+use runs::{merge_runs, write_run, Order, RunReader};
+
+use crate::error::{Result, StoreError};
+use crate::keys::{self, bitmap_key, stat_key, IdQuad, Index};
+use crate::merge::{decode_counter, BitmapDelta};
+use crate::scan::{existing, PrefixCounter};
+use crate::store::Inner;
+use crate::term::{encode_term, TermId};
+use crate::transaction::PO_BITMAP_THRESHOLD;
+
+/// Metadata key of a bulk load in progress: `u64 BE first new counter | temporary directory path`.
+const META_BULK_PENDING: &[u8] = b"bulk_pending";
+/// Prefix of bulk load temporary directories inside the store directory.
+const TMP_PREFIX: &str = "bulk-tmp-";
+
+/// Bulk load settings.
+#[derive(Clone, Debug)]
+pub struct BulkOptions {
+    /// Memory budget for buffered quads before they spill to sorted run files. The dictionary of the
+    /// terms seen comes on top.
+    pub max_memory: usize,
+}
+
+impl Default for BulkOptions {
+    fn default() -> Self {
+        BulkOptions {
+            max_memory: 1 << 30,
+        }
+    }
+}
+
+/// What a bulk load did, with the time spent in its phases.
+#[derive(Clone, Debug, Default)]
+pub struct BulkSummary {
+    /// Quads received from the encoders (before deduplication).
+    pub received: u64,
+    /// Quads that were new to the store.
+    pub inserted: u64,
+    /// Terms added to the dictionary.
+    pub new_terms: u64,
+    /// Run files spilled to disk.
+    pub spilled_runs: usize,
+    /// Seconds spent sorting and writing SST files, per phase name.
+    pub phases: Vec<(&'static str, f64)>,
+    /// Data version after the load.
+    pub data_version: u64,
+}
+
+/// A bulk load in progress. Holds the writer lock until dropped or finished.
+pub struct BulkLoad<'a> {
+    inner: &'a Arc<Inner>,
+    _guard: MutexGuard<'a, ()>,
+    dict: Arc<SharedDict>,
+    tmp: PathBuf,
+    base_empty: bool,
+    first_new_counter: u64,
+    buffer: Vec<IdQuad>,
+    run_capacity: usize,
+    runs: Vec<PathBuf>,
+    received: u64,
+    inserted: u64,
+}
+
+impl<'a> BulkLoad<'a> {
+    pub(crate) fn new(
+        inner: &'a Arc<Inner>,
+        guard: MutexGuard<'a, ()>,
+        options: &BulkOptions,
+    ) -> Result<Self> {
+        let stats = inner.cf(keys::CF_STATS)?;
+        let counter = |key: &[u8]| -> Result<i64> {
+            Ok(match inner.db.get_cf(stats, key)? {
+                Some(v) => {
+                    decode_counter(&v).ok_or_else(|| StoreError::Corrupt("bad counter".into()))?
+                }
+                None => 0,
+            })
+        };
+        let base_empty = counter(stat_key::QUADS)? == 0;
+        let terms_empty = counter(stat_key::TERMS)? == 0;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = inner
+            .path
+            .join(format!("{TMP_PREFIX}{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", tmp.display())))?;
+        // A quad takes 32 bytes in the buffer; sorting is in place.
+        let run_capacity = (options.max_memory / 2 / 32).max(1 << 16);
+        Ok(BulkLoad {
+            inner,
+            _guard: guard,
+            dict: Arc::new(SharedDict::new(Arc::clone(inner), terms_empty)),
+            tmp,
+            base_empty,
+            first_new_counter: inner.next_id.load(Ordering::Relaxed),
+            buffer: Vec::new(),
+            run_capacity,
+            runs: Vec::new(),
+            received: 0,
+            inserted: 0,
+        })
+    }
+
+    /// A new encoder for a parser worker. Encoders may live on other threads.
+    pub fn encoder(&self) -> BulkEncoder {
+        BulkEncoder::new(Arc::clone(&self.dict))
+    }
+
+    /// Quads received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Approximate bytes held by the buffer and the dictionary.
+    pub fn memory_bytes(&self) -> usize {
+        self.buffer.capacity() * 32 + self.dict.approx_bytes()
+    }
+
+    /// Takes a batch of encoded quads (leaving `quads` empty for reuse).
+    pub fn add(&mut self, quads: &mut Vec<IdQuad>) -> Result<()> {
+        self.received += quads.len() as u64;
+        self.buffer.append(quads);
+        if self.buffer.len() >= self.run_capacity {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Sorts the buffer in GSPO order, drops duplicates and quads already stored, and writes it as a run.
+    fn prepare_buffer(&mut self) -> Result<()> {
+        Order::Gspo.sort(&mut self.buffer);
+        self.buffer.dedup();
+        if !self.base_empty {
+            let present = existing(self.inner, &self.buffer)?;
+            let mut i = 0;
+            self.buffer.retain(|_| {
+                i += 1;
+                !present[i - 1]
+            });
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.prepare_buffer()?;
+        let path = self.tmp.join(format!("run-{}.bin", self.runs.len()));
+        write_run(&path, &self.buffer)?;
+        self.runs.push(path);
+        self.buffer.clear();
+        self.buffer.shrink_to_fit();
+        Ok(())
+    }
+
+    /// Writes everything and commits. On error, every change is rolled back.
+    pub fn finish(mut self) -> Result<BulkSummary> {
+        let mut summary = BulkSummary {
+            received: self.received,
+            ..BulkSummary::default()
+        };
+        let in_memory = if self.runs.is_empty() {
+            self.prepare_buffer()?;
+            // The run file is what a rollback after a crash deletes.
+            let path = self.tmp.join("run-0.bin");
+            write_run(&path, &self.buffer)?;
+            self.runs.push(path);
+            Some(std::mem::take(&mut self.buffer))
+        } else {
+            if !self.buffer.is_empty() {
+                self.spill()?;
+            }
+            summary.spilled_runs = self.runs.len();
+            None
+        };
+        let mut marker = self.first_new_counter.to_be_bytes().to_vec();
+        marker.extend_from_slice(self.tmp.to_string_lossy().as_bytes());
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.inner.db.put_cf_opt(
+            self.inner.cf(keys::CF_META)?,
+            META_BULK_PENDING,
+            &marker,
+            &sync,
+        )?;
+        let result = self.write_all(in_memory, &mut summary);
+        if result.is_err() {
+            // Best effort: the marker makes the next open roll back if this fails too.
+            let _ = recover(self.inner);
+        }
+        result?;
+        Ok(summary)
+    }
+
+    fn write_all(
+        &mut self,
+        mut in_memory: Option<Vec<IdQuad>>,
+        summary: &mut BulkSummary,
+    ) -> Result<()> {
+        let inner: &Inner = self.inner;
+        let started = Instant::now();
+        // Dictionary: id2term before term2id, so a rollback can find every new term2id key through id2term.
+        let mut type_bytes = Vec::new();
+        encode_term(rdf::TYPE.into(), &mut type_bytes);
+        let rdf_type = match self.dict.lookup(&type_bytes) {
+            Some(id) => Some(id),
+            None => match inner.db.get_cf(inner.cf(keys::CF_TERM2ID)?, &type_bytes)? {
+                Some(v) => TermId::from_be_slice(&v),
+                None => None,
+            },
+        };
+        let mut new_terms = self.dict.take_new_terms();
+        summary.new_terms = new_terms.len() as u64;
+        new_terms.sort_unstable_by_key(|(id, _)| *id);
+        self.write_sst(
+            keys::CF_ID2TERM,
+            new_terms
+                .iter()
+                .map(|(id, b)| (id.to_be_bytes().to_vec(), b.to_vec())),
+        )?;
+        new_terms.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        self.write_sst(
+            keys::CF_TERM2ID,
+            new_terms
+                .iter()
+                .map(|(id, b)| (b.to_vec(), id.to_be_bytes().to_vec())),
+        )?;
+        drop(new_terms);
+        summary
+            .phases
+            .push(("dictionary", started.elapsed().as_secs_f64()));
+
+        let mut acc = Accumulator::new(inner, self.base_empty, rdf_type)?;
+        let orders: &[(Order, Option<Index>, Option<Index>)] = &[
+            (Order::Gspo, Some(Index::Spo), Some(Index::Gspo)),
+            (Order::Gpos, Some(Index::Pos), Some(Index::Gpos)),
+            (Order::Gosp, Some(Index::Osp), Some(Index::Gosp)),
+            (Order::Spog, None, Some(Index::Spog)),
+            (Order::Posg, None, Some(Index::Posg)),
+            (Order::Ospg, None, Some(Index::Ospg)),
+        ];
+        let mut has_named = true;
+        for &(order, default_index, named_index) in orders {
+            if default_index.is_none() && !has_named {
+                continue;
+            }
+            let started = Instant::now();
+            let mut writers = PassWriters::new(&self.tmp, default_index, named_index);
+            let mut named_seen = false;
+            let mut count = 0u64;
+            let mut visit = |q: &IdQuad| -> Result<()> {
+                count += 1;
+                named_seen |= !q.in_default_graph();
+                writers.put(q)?;
+                acc.visit(order, q)
+            };
+            match &mut in_memory {
+                Some(quads) => {
+                    order.sort(quads);
+                    quads.iter().try_for_each(&mut visit)?;
+                }
+                None => merge_runs(&self.runs, order, &self.tmp, &mut visit)?,
+            }
+            acc.end_pass(order)?;
+            if order == Order::Gspo {
+                has_named = named_seen;
+                self.inserted = count;
+            }
+            for (cf, path) in writers.finish()? {
+                ingest(inner, cf, &path)?;
+            }
+            summary
+                .phases
+                .push((order.name(), started.elapsed().as_secs_f64()));
+        }
+        summary.inserted = self.inserted;
+
+        // The commit point.
+        let mut batch = acc.into_batch(self.inserted, summary.new_terms)?;
+        let data_version = inner.data_version.load(Ordering::Acquire) + 1;
+        let meta = inner.cf(keys::CF_META)?;
+        batch.put_cf(
+            meta,
+            keys::META_NEXT_ID,
+            inner.next_id.load(Ordering::Relaxed).to_be_bytes(),
+        );
+        batch.put_cf(meta, keys::META_DATA_VERSION, data_version.to_be_bytes());
+        batch.delete_cf(meta, META_BULK_PENDING);
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        inner.db.write_opt(batch, &sync)?;
+        inner.data_version.store(data_version, Ordering::Release);
+        summary.data_version = data_version;
+        let _ = std::fs::remove_dir_all(&self.tmp);
+        Ok(())
+    }
+
+    fn write_sst(&self, cf: &str, entries: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let path = self.tmp.join(format!("{cf}.sst"));
+        let opts = sst_options();
+        let mut writer = SstFileWriter::create(&opts);
+        writer.open(&path)?;
+        let mut any = false;
+        for (k, v) in entries {
+            writer.put(k, v)?;
+            any = true;
+        }
+        if any {
+            writer.finish()?;
+            ingest(self.inner, cf, &path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BulkLoad<'_> {
+    fn drop(&mut self) {
+        // Finished loads removed it already; abandoned ones never touched the DB before `finish`.
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+impl Order {
+    fn name(self) -> &'static str {
+        match self {
+            Order::Gspo => "spo",
+            Order::Gpos => "pos",
+            Order::Gosp => "osp",
+            Order::Spog => "spog",
+            Order::Posg => "posg",
+            Order::Ospg => "ospg",
+        }
+    }
+}
+
+fn sst_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
+fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {
+    let mut opts = IngestExternalFileOptions::default();
+    opts.set_move_files(true);
+    inner
+        .db
+        .ingest_external_file_cf_opts(inner.cf(cf)?, &opts, vec![path])?;
+    Ok(())
+}
+
+/// Up to two SST writers of one pass: the default-graph index and the named-graph index.
+struct PassWriters {
+    writers: Vec<(Index, PathBuf, Option<SstFileWriter<'static>>)>,
+    opts: &'static Options,
+    key: [u8; 32],
+}
+
+impl PassWriters {
+    fn new(tmp: &Path, default_index: Option<Index>, named_index: Option<Index>) -> Self {
+        // SstFileWriter borrows its options; one leaked `Options` per process is shared by all writers.
+        static OPTS: std::sync::OnceLock<Options> = std::sync::OnceLock::new();
+        let opts = OPTS.get_or_init(sst_options);
+        let writers = [default_index, named_index]
+            .into_iter()
+            .flatten()
+            .map(|i| (i, tmp.join(format!("{}.sst", i.cf_name())), None))
+            .collect();
+        PassWriters {
+            writers,
+            opts,
+            key: [0; 32],
+        }
+    }
+
+    fn put(&mut self, q: &IdQuad) -> Result<()> {
+        let named = !q.in_default_graph();
+        let Some((index, path, slot)) = self
+            .writers
+            .iter_mut()
+            .find(|(i, _, _)| i.is_named() == named)
+        else {
+            return Ok(());
+        };
+        if slot.is_none() {
+            let w = SstFileWriter::create(self.opts);
+            w.open(&*path)?;
+            *slot = Some(w);
+        }
+        if let Some(w) = slot {
+            w.put(index.encode(q, &mut self.key), [])?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<(&'static str, PathBuf)>> {
+        let mut out = Vec::new();
+        for (index, path, slot) in self.writers {
+            if let Some(mut w) = slot {
+                w.finish()?;
+                out.push((index.cf_name(), path));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Bitmaps and counters computed from the sorted passes.
+struct Accumulator<'d> {
+    inner: &'d Inner,
+    base_empty: bool,
+    pairs_may_exist: bool,
+    rdf_type: Option<TermId>,
+    graph_quads: HashMap<TermId, i64>,
+    predicate_quads: HashMap<(TermId, TermId), i64>,
+    predicate_objects: HashMap<(TermId, TermId), i64>,
+    predicate_subjects: HashMap<(TermId, TermId), RoaringTreemap>,
+    graph_subjects: HashMap<TermId, RoaringTreemap>,
+    /// Pair bitmaps added to (merge) and created whole (put).
+    pair_adds: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
+    pair_sets: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
+    named_graphs: HashSet<TermId>,
+    last: Option<IdQuad>,
+    /// Current (g, p, o) group of the POS pass.
+    group: Vec<TermId>,
+    pos_counter: PrefixCounter<'d>,
+}
+
+impl<'d> Accumulator<'d> {
+    fn new(inner: &'d Inner, base_empty: bool, rdf_type: Option<TermId>) -> Result<Self> {
+        // Pair bitmaps can outlive their quads (emptied, not deleted), so an empty store may still have some.
+        let mut it = inner.db.raw_iterator_cf(inner.cf(keys::CF_BITMAPS)?);
+        it.seek(b"o");
+        let pairs_may_exist = it.key().is_some_and(|k| k.first() == Some(&b'o'));
+        it.status()?;
+        drop(it);
+        Ok(Accumulator {
+            inner,
+            base_empty,
+            pairs_may_exist,
+            rdf_type,
+            graph_quads: HashMap::new(),
+            predicate_quads: HashMap::new(),
+            predicate_objects: HashMap::new(),
+            predicate_subjects: HashMap::new(),
+            graph_subjects: HashMap::new(),
+            pair_adds: HashMap::new(),
+            pair_sets: HashMap::new(),
+            named_graphs: HashSet::new(),
+            last: None,
+            group: Vec::new(),
+            pos_counter: PrefixCounter::new(&inner.db, inner.cf("pos")?, inner.cf("gpos")?),
+        })
+    }
+
+    fn visit(&mut self, order: Order, q: &IdQuad) -> Result<()> {
+        match order {
+            Order::Gspo => {
+                let last = self.last.replace(*q);
+                *self.predicate_quads.entry((q.g, q.p)).or_default() += 1;
+                if last.map(|l| l.g) != Some(q.g) {
+                    if !q.in_default_graph() {
+                        self.named_graphs.insert(q.g);
+                    }
+                }
+                if last.map(|l| (l.g, l.s)) != Some((q.g, q.s)) {
+                    self.graph_subjects.entry(q.g).or_default().insert(q.s.0);
+                }
+                if last.map(|l| (l.g, l.s, l.p)) != Some((q.g, q.s, q.p)) {
+                    self.predicate_subjects
+                        .entry((q.g, q.p))
+                        .or_default()
+                        .insert(q.s.0);
+                }
+                *self.graph_quads.entry(q.g).or_default() += 1;
+            }
+            Order::Gpos => {
+                if let Some(l) = self.last {
+                    if (l.g, l.p, l.o) != (q.g, q.p, q.o) {
+                        self.end_group(l)?;
+                    }
+                }
+                self.last = Some(*q);
+                self.group.push(q.s);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn end_pass(&mut self, order: Order) -> Result<()> {
+        if order == Order::Gpos {
+            if let Some(l) = self.last {
+                self.end_group(l)?;
+            }
+        }
+        self.last = None;
+        Ok(())
+    }
+
+    /// Closes a (g, p, o) group of new quads (subjects in `self.group`).
+    fn end_group(&mut self, q: IdQuad) -> Result<()> {
+        let subjects = std::mem::take(&mut self.group);
+        let n = subjects.len();
+        let is_type = Some(q.p) == self.rdf_type;
+        let tracked = q.o.is_iri()
+            && (is_type
+                || (self.pairs_may_exist
+                    && self
+                        .inner
+                        .db
+                        .get_cf(
+                            self.inner.cf(keys::CF_BITMAPS)?,
+                            bitmap_key::predicate_object(q.g, q.p, q.o),
+                        )?
+                        .is_some()));
+        let may_materialize = q.o.is_iri() && !tracked;
+        let before = if self.base_empty {
+            0
+        } else {
+            let cap = if may_materialize {
+                PO_BITMAP_THRESHOLD
+            } else {
+                1
+            };
+            self.pos_counter.count(q.g, &[q.p, q.o], cap, |_| {})?
+        };
+        if before == 0 {
+            *self.predicate_objects.entry((q.g, q.p)).or_default() += 1;
+        }
+        if tracked {
+            self.pair_adds
+                .entry((q.g, q.p, q.o))
+                .or_default()
+                .extend(subjects.iter().map(|s| s.0));
+        } else if may_materialize && before + n >= PO_BITMAP_THRESHOLD {
+            let mut set: RoaringTreemap = subjects.iter().map(|s| s.0).collect();
+            if before > 0 {
+                let at = if q.in_default_graph() { 16 } else { 24 };
+                self.pos_counter.count(q.g, &[q.p, q.o], usize::MAX, |k| {
+                    if let Some(s) = TermId::from_be_slice(&k[at..]) {
+                        set.insert(s.0);
+                    }
+                })?;
+            }
+            self.pair_sets.insert((q.g, q.p, q.o), set);
+        }
+        self.group = subjects;
+        self.group.clear();
+        Ok(())
+    }
+
+    fn into_batch(self, inserted: u64, new_terms: u64) -> Result<WriteBatch> {
+        let inner = self.inner;
+        let mut batch = WriteBatch::default();
+        let bitmaps = inner.cf(keys::CF_BITMAPS)?;
+        let adds = |set: &RoaringTreemap| {
+            BitmapDelta {
+                adds: set.clone(),
+                removes: RoaringTreemap::new(),
+            }
+            .to_bytes()
+        };
+        for ((g, p), set) in &self.predicate_subjects {
+            batch.merge_cf(bitmaps, bitmap_key::predicate(*g, *p), adds(set));
+        }
+        for (g, set) in &self.graph_subjects {
+            batch.merge_cf(bitmaps, bitmap_key::graph(*g), adds(set));
+        }
+        for ((g, p, o), set) in &self.pair_adds {
+            batch.merge_cf(bitmaps, bitmap_key::predicate_object(*g, *p, *o), adds(set));
+        }
+        for ((g, p, o), set) in &self.pair_sets {
+            batch.put_cf(
+                bitmaps,
+                bitmap_key::predicate_object(*g, *p, *o),
+                BitmapDelta::set_to_bytes(set),
+            );
+        }
+        let stats = inner.cf(keys::CF_STATS)?;
+        let mut add = |key: &[u8], d: i64| {
+            if d != 0 {
+                batch.merge_cf(stats, key, d.to_le_bytes());
+            }
+        };
+        add(stat_key::QUADS, inserted as i64);
+        add(stat_key::TERMS, new_terms as i64);
+        for (g, n) in &self.graph_quads {
+            add(&stat_key::graph_quads(*g), *n);
+        }
+        for ((g, p), n) in &self.predicate_quads {
+            add(&stat_key::predicate_quads(*g, *p), *n);
+        }
+        for ((g, p), n) in &self.predicate_objects {
+            add(&stat_key::predicate_objects(*g, *p), *n);
+        }
+        let graphs = inner.cf(keys::CF_GRAPHS)?;
+        let mut new_graphs = 0i64;
+        for g in &self.named_graphs {
+            if inner.db.get_cf(graphs, g.to_be_bytes())?.is_none() {
+                new_graphs += 1;
+            }
+        }
+        add(stat_key::NAMED_GRAPHS, new_graphs);
+        for g in &self.named_graphs {
+            batch.put_cf(graphs, g.to_be_bytes(), []);
+        }
+        Ok(batch)
+    }
+}
+
+/// Rolls back an interrupted bulk load (if the marker is present) and removes stale temporary directories.
+pub(crate) fn recover(inner: &Inner) -> Result<()> {
+    let meta = inner.cf(keys::CF_META)?;
+    if let Some(marker) = inner.db.get_cf(meta, META_BULK_PENDING)? {
+        let first = u64::from_be_bytes(
+            marker
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("bad bulk marker".into()))?,
+        );
+        let tmp = PathBuf::from(String::from_utf8_lossy(&marker[8..]).into_owned());
+        // Quads: the run files list exactly the new ones.
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            let mut key = [0u8; 32];
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if !(name.starts_with("run-") && name.ends_with(".bin")) {
+                    continue;
+                }
+                let mut reader = RunReader::open(&path)?;
+                let mut batch = WriteBatch::default();
+                while let Some(q) = reader.next_quad()? {
+                    let indexes: &[Index] = if q.in_default_graph() {
+                        &Index::DEFAULT
+                    } else {
+                        &Index::NAMED
+                    };
+                    for &i in indexes {
+                        batch.delete_cf(inner.cf(i.cf_name())?, i.encode(&q, &mut key));
+                    }
+                    if batch.len() > 100_000 {
+                        inner.db.write(std::mem::take(&mut batch))?;
+                    }
+                }
+                inner.db.write(batch)?;
+            }
+        }
+        // Dictionary: ids at or above the marker's counter, for each dictionary kind.
+        let id2term = inner.cf(keys::CF_ID2TERM)?;
+        let term2id = inner.cf(keys::CF_TERM2ID)?;
+        for tag in 0u64..3 {
+            let from = ((tag << 56) | first).to_be_bytes();
+            let to = ((tag << 56) | ((1 << 56) - 1)).to_be_bytes();
+            let mut batch = WriteBatch::default();
+            let mut it = inner.db.raw_iterator_cf(id2term);
+            it.seek(from);
+            while it.valid() {
+                match (it.key(), it.value()) {
+                    (Some(k), Some(v)) if k <= &to[..] => batch.delete_cf(term2id, v),
+                    _ => break,
+                }
+                it.next();
+            }
+            it.status()?;
+            batch.delete_range_cf(id2term, from, to);
+            batch.delete_cf(id2term, to);
+            inner.db.write(batch)?;
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        inner.db.delete_cf_opt(meta, META_BULK_PENDING, &sync)?;
+    }
+    if let Ok(entries) = std::fs::read_dir(&inner.path) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Sorted runs of id quads: in memory, spilled to temporary files, and merged back in any index order.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+use crate::keys::IdQuad;
+use crate::term::TermId;
+
+/// The orders in which a bulk load visits the new quads; each feeds one or two index column families.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Order {
+    Gspo,
+    Gpos,
+    Gosp,
+    Spog,
+    Posg,
+    Ospg,
+}
+
+impl Order {
+    pub(crate) fn key(self, q: &IdQuad) -> [u64; 4] {
+        let (s, p, o, g) = (q.s.0, q.p.0, q.o.0, q.g.0);
+        match self {
+            Order::Gspo => [g, s, p, o],
+            Order::Gpos => [g, p, o, s],
+            Order::Gosp => [g, o, s, p],
+            Order::Spog => [s, p, o, g],
+            Order::Posg => [p, o, s, g],
+            Order::Ospg => [o, s, p, g],
+        }
+    }
+
+    pub(crate) fn sort(self, quads: &mut [IdQuad]) {
+        quads.sort_unstable_by_key(|q| self.key(q));
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Corrupt(format!("bulk load temporary file {}: {e}", path.display()))
+}
+
+/// Writes quads as 32-byte little-endian records.
+pub(crate) fn write_run(path: &Path, quads: &[IdQuad]) -> Result<()> {
+    let file = File::create(path).map_err(|e| io(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    for q in quads {
+        for id in [q.s, q.p, q.o, q.g] {
+            w.write_all(&id.0.to_le_bytes()).map_err(|e| io(path, e))?;
+        }
+    }
+    w.flush().map_err(|e| io(path, e))
+}
+
+/// Streams the records of a run file.
+pub(crate) struct RunReader {
+    reader: BufReader<File>,
+    path: PathBuf,
+}
+
+impl RunReader {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| io(path, e))?;
+        Ok(RunReader {
+            reader: BufReader::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn next_quad(&mut self) -> Result<Option<IdQuad>> {
+        let mut rec = [0u8; 32];
+        match self.reader.read_exact(&mut rec) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io(&self.path, e)),
+        }
+        let id = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&rec[i * 8..i * 8 + 8]);
+            TermId(u64::from_le_bytes(b))
+        };
+        Ok(Some(IdQuad::new(id(0), id(1), id(2), id(3))))
+    }
+
+    pub(crate) fn read_all(path: &Path) -> Result<Vec<IdQuad>> {
+        let len = std::fs::metadata(path).map_err(|e| io(path, e))?.len() as usize / 32;
+        let mut out = Vec::with_capacity(len);
+        let mut r = RunReader::open(path)?;
+        while let Some(q) = r.next_quad()? {
+            out.push(q);
+        }
+        Ok(out)
+    }
+}
+
+/// Visits the union of sorted runs in `order`, without duplicates.
+///
+/// Each run is re-sorted in `order` (one run fits in memory by construction), written next to itself, and
+/// the sorted files are merged with a heap.
+pub(crate) fn merge_runs(
+    runs: &[PathBuf],
+    order: Order,
+    scratch: &Path,
+    mut visit: impl FnMut(&IdQuad) -> Result<()>,
+) -> Result<()> {
+    let mut sorted = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        let mut quads = RunReader::read_all(run)?;
+        order.sort(&mut quads);
+        let path = scratch.join(format!("sorted-{i}.bin"));
+        write_run(&path, &quads)?;
+        sorted.push(path);
+    }
+    let mut readers = sorted
+        .iter()
+        .map(|p| RunReader::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut heap = BinaryHeap::new();
+    for (i, r) in readers.iter_mut().enumerate() {
+        if let Some(q) = r.next_quad()? {
+            heap.push(Reverse((order.key(&q), i, q)));
+        }
+    }
+    let mut last: Option<[u64; 4]> = None;
+    while let Some(Reverse((key, i, q))) = heap.pop() {
+        if last != Some(key) {
+            visit(&q)?;
+            last = Some(key);
+        }
+        if let Some(next) = readers[i].next_quad()? {
+            heap.push(Reverse((order.key(&next), i, next)));
+        }
+    }
+    for p in sorted {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Opening a store: RocksDB options, column families, the format version and the write lock.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+use oxrdf::{QuadRef, Term};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteOptions, DB,
+};
+
+use crate::bulk::{self, BulkLoad, BulkOptions};
+use crate::error::{OpenError, Result, StoreError};
+use crate::keys::{self, Index};
+use crate::merge;
+use crate::reader::Reader;
+use crate::term::TermId;
+use crate::transaction::{CommitSummary, Transaction};
+
+/// The on-disk format version this build reads and writes. History: `docs/format.md`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Entries in each of the two in-memory term caches.
+const TERM_CACHE_ENTRIES: usize = 1 << 18;
+
+/// Options for [`Store::open_with`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Shared RocksDB block cache size in bytes.
+    pub block_cache_bytes: usize,
+    /// `fsync` the write-ahead log on every commit. Off, a commit survives a process crash (`kill -9`) but
+    /// not a power loss; on, it survives both.
+    pub sync_commits: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            block_cache_bytes: 256 << 20,
+            sync_commits: false,
+        }
+    }
+}
+
+/// A quad store on disk. Cheap to clone: clones share one RocksDB instance.
+///
+/// Readers ([`Store::reader`]) work on snapshots; writers ([`Store::transaction`]) are serialized by an
+/// in-process lock and commit as one atomic RocksDB write batch.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: DB,
+    pub(crate) path: PathBuf,
+    pub(crate) read_only: bool,
+    pub(crate) write_options: WriteOptions,
+    /// Serializes write transactions. Holding it means no other commit can happen, so the latest DB state
+    /// is the transaction's base state.
+    pub(crate) writer: Mutex<()>,
+    /// Next dictionary counter value. Only advanced while `writer` is held; persisted under
+    /// `keys::META_NEXT_ID` in the same batch as the terms that used the ids.
+    pub(crate) next_id: AtomicU64,
+    /// Data version of the last commit (mirrors `keys::META_DATA_VERSION`).
+    pub(crate) data_version: AtomicU64,
+    /// `id -> term` for dictionary ids. Only committed ids enter it.
+    pub(crate) id_cache: Mutex<LruCache<TermId, Term>>,
+    /// `encoded term -> id`. Only committed ids enter it, so an aborted transaction leaves no trace.
+    pub(crate) term_cache: Mutex<LruCache<Vec<u8>, TermId>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path` for reading and writing.
+    ///
+    /// Fails with [`OpenError::Locked`] if another process has it open for writing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, OpenError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, OpenError> {
+        let dir = path.as_ref().to_path_buf();
+        let (db_opts, cfs) = db_options(&options);
+        let db = DB::open_cf_descriptors(&db_opts, &dir, cfs).map_err(|e| open_error(&dir, e))?;
+        Self::finish_open(db, dir, false, &options)
+    }
+
+    /// Opens an existing store read-only. Works while another process writes to it; the reader sees the
+    /// state as of the open.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, OpenError> {
+        let dir = path.as_ref().to_path_buf();
+        if !dir.join("CURRENT").exists() {
+            return Err(OpenError::NotFound { dir });
+        }
+        let options = StoreOptions::default();
+        let (db_opts, cfs) = db_options(&options);
+        let db = DB::open_cf_descriptors_read_only(&db_opts, &dir, cfs, false)
+            .map_err(|e| open_error(&dir, e))?;
+        Self::finish_open(db, dir, true, &options)
+    }
+
+    fn finish_open(
+        db: DB,
+        dir: PathBuf,
+        read_only: bool,
+        options: &StoreOptions,
+    ) -> Result<Store, OpenError> {
+        let corrupt = |what: &str| OpenError::Corrupt {
+            dir: dir.clone(),
+            what: what.to_owned(),
+        };
+        let storage = |source| OpenError::Storage {
+            dir: dir.clone(),
+            source,
+        };
+        let meta = db
+            .cf_handle(keys::CF_META)
+            .ok_or_else(|| corrupt("no meta column family"))?;
+        let read_u64 = |key: &[u8]| -> Result<Option<u64>, OpenError> {
+            match db.get_cf(meta, key).map_err(storage)? {
+                None => Ok(None),
+                Some(v) => Ok(Some(u64::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bad metadata value"))?,
+                ))),
+            }
+        };
+        let (next_id, data_version) = match db
+            .get_cf(meta, keys::META_FORMAT_VERSION)
+            .map_err(storage)?
+        {
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bad format version value"))?,
+                );
+                if found != FORMAT_VERSION {
+                    return Err(OpenError::UnsupportedVersion {
+                        dir,
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+                (
+                    read_u64(keys::META_NEXT_ID)?.ok_or_else(|| corrupt("no id counter"))?,
+                    read_u64(keys::META_DATA_VERSION)?.unwrap_or(0),
+                )
+            }
+            None if read_only => return Err(OpenError::NotFound { dir }),
+            None => {
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(
+                    meta,
+                    keys::META_FORMAT_VERSION,
+                    FORMAT_VERSION.to_be_bytes(),
+                );
+                batch.put_cf(meta, keys::META_NEXT_ID, 1u64.to_be_bytes());
+                batch.put_cf(meta, keys::META_DATA_VERSION, 0u64.to_be_bytes());
+                db.write(batch).map_err(storage)?;
+                (1, 0)
+            }
+        };
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(options.sync_commits);
+        let cache_size = NonZeroUsize::new(TERM_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                path: dir,
+                read_only,
+                write_options,
+                writer: Mutex::new(()),
+                next_id: AtomicU64::new(next_id),
+                data_version: AtomicU64::new(data_version),
+                id_cache: Mutex::new(LruCache::new(cache_size)),
+                term_cache: Mutex::new(LruCache::new(cache_size)),
+            }),
+        };
+        if !read_only {
+            // Roll back a bulk load that was interrupted, and remove stale temporary files.
+            bulk::recover(&store.inner).map_err(|e| OpenError::Corrupt {
+                dir: store.inner.path.clone(),
+                what: format!("cannot roll back an interrupted bulk load: {e}"),
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Starts a bulk load (see [`BulkLoad`]). Holds the writer lock until finished or dropped.
+    pub fn bulk_loader(&self, options: &BulkOptions) -> Result<BulkLoad<'_>> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        BulkLoad::new(&self.inner, self.inner.lock_writer(), options)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// A reader on a snapshot of the current state.
+    pub fn reader(&self) -> Reader {
+        Reader::new(Arc::clone(&self.inner))
+    }
+
+    /// Starts a write transaction. Blocks while another transaction of this store is open.
+    pub fn transaction(&self) -> Result<Transaction<'_>> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        Transaction::new(&self.inner, self.inner.lock_writer())
+    }
+
+    /// Inserts quads in one transaction. Returns how many were new.
+    pub fn insert<'a>(
+        &self,
+        quads: impl IntoIterator<Item = QuadRef<'a>>,
+    ) -> Result<CommitSummary> {
+        let mut txn = self.transaction()?;
+        txn.insert_all(quads)?;
+        txn.commit()
+    }
+
+    /// Removes quads in one transaction. Returns how many were present.
+    pub fn remove<'a>(
+        &self,
+        quads: impl IntoIterator<Item = QuadRef<'a>>,
+    ) -> Result<CommitSummary> {
+        let mut txn = self.transaction()?;
+        txn.remove_all(quads)?;
+        txn.commit()
+    }
+
+    /// The data version: incremented by every commit that changes the store.
+    pub fn data_version(&self) -> u64 {
+        self.inner.data_version.load(Ordering::Acquire)
+    }
+
+    /// Total size of the store's files in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        dir_size(&self.inner.path)
+            .map_err(|e| StoreError::Corrupt(format!("cannot list store files: {e}")))
+    }
+
+    /// Flushes memtables and compacts every column family (smaller, faster store; slow on big stores).
+    pub fn compact(&self) -> Result<()> {
+        for name in all_cf_names() {
+            let cf = self.inner.cf(name)?;
+            self.inner.db.flush_cf(cf)?;
+            self.inner
+                .db
+                .compact_range_cf::<&[u8], &[u8]>(cf, None, None);
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The handle of a column family created at open.
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("missing column family {name}")))
+    }
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // A panic in another transaction cannot leave the DB half-written (commits are one batch), so a
+        // poisoned lock is safe to take over.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Locks a cache mutex, ignoring poisoning (caches hold only committed, immutable mappings).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn all_cf_names() -> Vec<&'static str> {
+    let mut names = vec![
+        keys::CF_ID2TERM,
+        keys::CF_TERM2ID,
+        keys::CF_GRAPHS,
+        keys::CF_BITMAPS,
+        keys::CF_STATS,
+        keys::CF_META,
+    ];
+    names.extend(Index::ALL.iter().map(|i| i.cf_name()));
+    names
+}
+
+fn db_options(options: &StoreOptions) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let cache = Cache::new_lru_cache(options.block_cache_bytes);
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_bytes_per_sync(1 << 20);
+    db_opts.set_max_open_files(512);
+    let cfs = all_cf_names()
+        .into_iter()
+        .map(|name| {
+            let mut block = BlockBasedOptions::default();
+            block.set_block_cache(&cache);
+            block.set_bloom_filter(10.0, false);
+            block.set_cache_index_and_filter_blocks(true);
+            block.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            let mut cf_opts = Options::default();
+            cf_opts.set_block_based_table_factory(&block);
+            cf_opts.set_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+            cf_opts.set_level_compaction_dynamic_level_bytes(true);
+            if name == keys::CF_BITMAPS {
+                cf_opts.set_merge_operator(
+                    merge::BITMAP_MERGE_NAME,
+                    merge::bitmap_full_merge,
+                    merge::bitmap_partial_merge,
+                );
+            } else if name == keys::CF_STATS {
+                cf_opts.set_merge_operator_associative(
+                    merge::COUNTER_MERGE_NAME,
+                    merge::counter_merge,
+                );
+            }
+            ColumnFamilyDescriptor::new(name, cf_opts)
+        })
+        .collect();
+    (db_opts, cfs)
+}
+
+fn open_error(dir: &Path, e: rocksdb::Error) -> OpenError {
+    let text = e.to_string();
+    if text.contains("lock hold by current process") || text.contains("While lock file") {
+        OpenError::Locked {
+            dir: dir.to_path_buf(),
+        }
+    } else {
+        OpenError::Storage {
+            dir: dir.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+fn dir_size(path: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_format_version_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let meta = store.inner.cf(keys::CF_META).unwrap();
+            store
+                .inner
+                .db
+                .put_cf(meta, keys::META_FORMAT_VERSION, 99u32.to_be_bytes())
+                .unwrap();
+        }
+        let err = Store::open(dir.path()).err().expect("must refuse");
+        let msg = err.to_string();
+        assert!(matches!(
+            err,
+            OpenError::UnsupportedVersion {
+                found: 99,
+                expected: FORMAT_VERSION,
+                ..
+            }
+        ));
+        assert!(
+            msg.contains("version 99") && msg.contains(&format!("version {FORMAT_VERSION}")),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Term identifiers and the byte encoding of terms in the dictionary.
+//!
+//! A [`TermId`] is a `u64` whose top byte is a tag. Terms that need the dictionary get a dense id from the
+//! store's counter in the low 56 bits, tagged with their kind, so `isIRI`-style checks and "IRI object only"
+//! rules never need a lookup. Small values (canonical booleans, canonical integers that fit in 56 bits,
+//! `xsd:string` literals of at most 7 UTF-8 bytes) are stored inline and never touch the dictionary.
+//!
+//! Inline encoding is only used for *canonical* lexical forms: `"01"^^xsd:integer` is a different RDF term
+//! than `"1"^^xsd:integer`, so it goes through the dictionary and round-trips exactly.
+
+use oxrdf::vocab::xsd;
+use oxrdf::{BlankNode, Literal, NamedNode, Term, TermRef};
+
+/// Number of bits of a [`TermId`] that carry the counter or the inline payload.
+const PAYLOAD_BITS: u32 = 56;
+const PAYLOAD_MASK: u64 = (1 << PAYLOAD_BITS) - 1;
+
+/// Tag values (top byte of a [`TermId`]).
+mod tag {
+    pub const IRI: u8 = 0x00;
+    pub const BLANK: u8 = 0x01;
+    pub const LITERAL: u8 = 0x02;
+    pub const BOOLEAN: u8 = 0x03;
+    pub const INTEGER: u8 = 0x04;
+    /// `SHORT_STRING + len` for `len` in `0..=7`.
+    pub const SHORT_STRING: u8 = 0x10;
+}
+
+/// Largest dictionary counter value; beyond it the store refuses new terms.
+pub const MAX_DICTIONARY_ID: u64 = PAYLOAD_MASK;
+
+/// The dense integer identifier of an RDF term inside a store.
+///
+/// Ids are only meaningful for the store that issued them. Convert with [`crate::Reader::term`] /
+/// [`crate::Reader::term_id`] (externalize / internalize).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct TermId(pub u64);
+
+/// The kind of term an id denotes, readable from the id alone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TermKind {
+    /// An IRI (dictionary).
+    Iri,
+    /// A blank node (dictionary).
+    BlankNode,
+    /// A literal stored in the dictionary.
+    Literal,
+    /// A literal stored inline in the id.
+    InlineLiteral,
+}
+
+impl TermId {
+    /// The id used in graph position for the default graph. The dictionary counter starts at 1, so no term
+    /// ever gets this id.
+    pub const DEFAULT_GRAPH: TermId = TermId(0);
+
+    /// The id of dictionary entry `counter` for a term of the given dictionary kind.
+    pub(crate) fn from_counter(kind: DictKind, counter: u64) -> TermId {
+        debug_assert!(counter <= MAX_DICTIONARY_ID);
+        TermId((u64::from(kind as u8) << PAYLOAD_BITS) | counter)
+    }
+
+    /// The tag byte.
+    fn tag(self) -> u8 {
+        (self.0 >> PAYLOAD_BITS) as u8
+    }
+
+    /// What kind of term this id denotes.
+    pub fn kind(self) -> TermKind {
+        match self.tag() {
+            tag::IRI => TermKind::Iri,
+            tag::BLANK => TermKind::BlankNode,
+            tag::LITERAL => TermKind::Literal,
+            _ => TermKind::InlineLiteral,
+        }
+    }
+
+    /// Whether the term lives in the dictionary (as opposed to inline).
+    pub fn is_dictionary(self) -> bool {
+        self.tag() <= tag::LITERAL
+    }
+
+    /// Whether this id denotes an IRI.
+    pub fn is_iri(self) -> bool {
+        self.tag() == tag::IRI
+    }
+
+    /// Big-endian bytes, as used in index keys.
+    pub fn to_be_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// Reads an id from 8 big-endian bytes.
+    pub fn from_be_slice(bytes: &[u8]) -> Option<TermId> {
+        Some(TermId(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)))
+    }
+
+    /// The inline encoding of `term`, if it has one.
+    pub fn inline(term: TermRef<'_>) -> Option<TermId> {
+        let TermRef::Literal(lit) = term else {
+            return None;
+        };
+        if lit.language().is_some() {
+            return None;
+        }
+        let value = lit.value();
+        let datatype = lit.datatype();
+        if datatype == xsd::STRING {
+            if value.len() <= 7 {
+                let mut payload = 0u64;
+                for &b in value.as_bytes() {
+                    payload = (payload << 8) | u64::from(b);
+                }
+                let tag = tag::SHORT_STRING + value.len() as u8;
+                return Some(TermId((u64::from(tag) << PAYLOAD_BITS) | payload));
+            }
+        } else if datatype == xsd::BOOLEAN {
+            let bit = match value {
+                "true" => 1,
+                "false" => 0,
+                _ => return None,
+            };
+            return Some(TermId((u64::from(tag::BOOLEAN) << PAYLOAD_BITS) | bit));
+        } else if datatype == xsd::INTEGER {
+            let v = canonical_small_integer(value)?;
+            return Some(TermId(
+                (u64::from(tag::INTEGER) << PAYLOAD_BITS) | (v as u64 & PAYLOAD_MASK),
+            ));
+        }
+        None
+    }
+
+    /// The term of an inline id; `None` for dictionary ids.
+    pub fn decode_inline(self) -> Option<Term> {
+        let payload = self.0 & PAYLOAD_MASK;
+        match self.tag() {
+            tag::BOOLEAN => Some(Literal::from(payload == 1).into()),
+            tag::INTEGER => {
+                // Sign-extend the 56-bit payload.
+                let v = ((payload << (64 - PAYLOAD_BITS)) as i64) >> (64 - PAYLOAD_BITS);
+                Some(Literal::new_typed_literal(v.to_string(), xsd::INTEGER).into())
+            }
+            t if (tag::SHORT_STRING..=tag::SHORT_STRING + 7).contains(&t) => {
+                let len = usize::from(t - tag::SHORT_STRING);
+                let bytes = payload.to_be_bytes();
+                let s = std::str::from_utf8(&bytes[8 - len..]).ok()?;
+                Some(Literal::new_simple_literal(s).into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses `value` if it is the canonical lexical form of an integer that fits in 56 signed bits
+/// (`-?[1-9][0-9]*` or `0`, at most 16 digits), without allocating.
+fn canonical_small_integer(value: &str) -> Option<i64> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let bytes = digits.as_bytes();
+    if bytes.is_empty() || bytes.len() > 16 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if bytes[0] == b'0' && (bytes.len() > 1 || digits.len() != value.len()) {
+        return None; // leading zero or "-0": not canonical
+    }
+    value.parse().ok()
+}
+
+/// The dictionary kinds, whose discriminants are the id tags.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum DictKind {
+    Iri = tag::IRI,
+    Blank = tag::BLANK,
+    Literal = tag::LITERAL,
+}
+
+/// Byte encoding of dictionary terms: the value of `id2term` and the key of `term2id`.
+///
+/// Layout (first byte is the kind):
+/// - `I` IRI bytes
+/// - `B` blank node label
+/// - `S` value of an `xsd:string` literal
+/// - `L` u32 BE language length, language, value
+/// - `T` u32 BE datatype length, datatype IRI, value
+pub(crate) fn encode_term(term: TermRef<'_>, buf: &mut Vec<u8>) -> DictKind {
+    buf.clear();
+    match term {
+        TermRef::NamedNode(n) => {
+            buf.push(b'I');
+            buf.extend_from_slice(n.as_str().as_bytes());
+            DictKind::Iri
+        }
+        TermRef::BlankNode(b) => {
+            buf.push(b'B');
+            buf.extend_from_slice(b.as_str().as_bytes());
+            DictKind::Blank
+        }
+        TermRef::Literal(l) => {
+            if let Some(lang) = l.language() {
+                buf.push(b'L');
+                buf.extend_from_slice(&(lang.len() as u32).to_be_bytes());
+                buf.extend_from_slice(lang.as_bytes());
+            } else if l.datatype() == xsd::STRING {
+                buf.push(b'S');
+            } else {
+                let dt = l.datatype().as_str().as_bytes();
+                buf.push(b'T');
+                buf.extend_from_slice(&(dt.len() as u32).to_be_bytes());
+                buf.extend_from_slice(dt);
+            }
+            buf.extend_from_slice(l.value().as_bytes());
+            DictKind::Literal
+        }
+        #[allow(unreachable_patterns)]
+        _ => DictKind::Literal,
+    }
+}
+
+/// Decodes [`encode_term`]'s output. `None` means the bytes are corrupt.
+pub(crate) fn decode_term(bytes: &[u8]) -> Option<Term> {
+    let (&kind, rest) = bytes.split_first()?;
+    let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+    Some(match kind {
+        b'I' => NamedNode::new_unchecked(text(rest)?).into(),
+        b'B' => BlankNode::new_unchecked(text(rest)?).into(),
+        b'S' => Literal::new_simple_literal(text(rest)?).into(),
+        b'L' => {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let lang = text(rest.get(4..4 + len)?)?;
+            let value = text(rest.get(4 + len..)?)?;
+            Literal::new_language_tagged_literal_unchecked(value, lang).into()
+        }
+        b'T' => {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let dt = text(rest.get(4..4 + len)?)?;
+            let value = text(rest.get(4 + len..)?)?;
+            Literal::new_typed_literal(value, NamedNode::new_unchecked(dt)).into()
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline_roundtrip(t: Term) {
+        let id = TermId::inline(t.as_ref()).expect("inline");
+        assert_eq!(id.decode_inline(), Some(t));
+        assert_eq!(id.kind(), TermKind::InlineLiteral);
+    }
+
+    #[test]
+    fn inline_values_roundtrip() {
+        inline_roundtrip(Literal::from(true).into());
+        inline_roundtrip(Literal::from(false).into());
+        for v in [
+            0i64,
+            1,
+            -1,
+            42,
+            -36028797018963968 / 4,
+            9999999999999999,
+            -9999999999999999,
+        ] {
+            inline_roundtrip(Literal::new_typed_literal(v.to_string(), xsd::INTEGER).into());
+        }
+        for s in ["", "a", "héllo", "1234567", "\0"] {
+            inline_roundtrip(Literal::new_simple_literal(s).into());
+        }
+    }
+
+    #[test]
+    fn non_canonical_values_are_not_inline() {
+        for v in ["01", "-0", "+1", "1.0", "", "12345678901234567", " 1"] {
+            let t = Literal::new_typed_literal(v, xsd::INTEGER);
+            assert!(TermId::inline(t.as_ref().into()).is_none(), "{v}");
+        }
+        assert!(TermId::inline(
+            Literal::new_typed_literal("1", xsd::BOOLEAN)
+                .as_ref()
+                .into()
+        )
+        .is_none());
+        assert!(TermId::inline(Literal::new_simple_literal("12345678").as_ref().into()).is_none());
+    }
+
+    #[test]
+    fn dictionary_encoding_roundtrips() {
+        let terms: Vec<Term> = vec![
+            NamedNode::new_unchecked("http://example.com/é").into(),
+            BlankNode::new_unchecked("b0").into(),
+            Literal::new_simple_literal("a long string value").into(),
+            Literal::new_language_tagged_literal_unchecked("chat", "fr-be").into(),
+            Literal::new_typed_literal("NaN", xsd::DOUBLE).into(),
+            Literal::new_typed_literal("-0.0E0", xsd::DOUBLE).into(),
+        ];
+        let mut buf = Vec::new();
+        for t in terms {
+            encode_term(t.as_ref(), &mut buf);
+            assert_eq!(decode_term(&buf), Some(t));
+        }
+    }
+}
