@@ -338,7 +338,7 @@ fn stats(location: &PathBuf, top: usize, verify: bool) -> Result<()> {
         bitmaps.predicate, bitmaps.predicate_object, bitmaps.graph, bitmaps.bytes
     )?;
     let mut preds = reader.all_predicate_stats()?;
-    preds.sort_by(|a, b| b.quads.cmp(&a.quads));
+    preds.sort_by_key(|p| std::cmp::Reverse(p.quads));
     writeln!(
         out,
         "top predicates (quads, distinct subjects, distinct objects, graph):"

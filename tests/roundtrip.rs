@@ -51,13 +51,6 @@ fn canonical(mut d: Dataset) -> Dataset {
     d
 }
 
-fn clear(store: &Store) {
-    let mut txn = store.transaction().expect("txn");
-    txn.clear_all().expect("clear");
-    txn.commit().expect("commit");
-    assert_eq!(store.reader().len().expect("len"), 0);
-}
-
 fn load_bytes(store: &Store, bytes: &[u8], format: Format, graph: Option<NamedNode>) {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join(format!("dump.{}", format.extension()));
@@ -78,11 +71,13 @@ fn every_ontology_round_trips_in_every_format() {
         "expected the shared ontologies, found {} files",
         files.len()
     );
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path()).expect("open");
     let mut checked = 0;
     let mut quads_total = 0;
+    // A fresh store per file and per reload: a store emptied and refilled again and again keeps scanning
+    // over deletion tombstones until RocksDB compacts them away, which is not what this test is about.
     for file in &files {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
         let input = Input::Path(file.clone());
         loaders::load(
             &store,
@@ -129,8 +124,11 @@ fn every_ontology_round_trips_in_every_format() {
             }
         }
         drop(reader);
-        clear(&store);
+        store.verify().expect("verify").expect("invariants hold");
+        drop(store);
         for format in Format::ALL {
+            let dir = tempfile::tempdir().expect("tmp");
+            let store = Store::open(dir.path()).expect("open");
             for (_, target, bytes) in dumps.iter().filter(|(f, _, _)| *f == format) {
                 load_bytes(&store, bytes, format, target.clone());
             }
@@ -147,10 +145,8 @@ fn every_ontology_round_trips_in_every_format() {
                     file.display()
                 );
             }
-            clear(&store);
         }
         checked += 1;
     }
-    store.verify().expect("verify").expect("invariants hold");
     println!("round trip: {checked} files, {quads_total} quads, 6 formats each");
 }

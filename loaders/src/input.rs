@@ -44,7 +44,7 @@ impl Input {
     }
 
     /// Size in bytes as stored (compressed size for compressed files), if known.
-    pub fn len(&self) -> Option<u64> {
+    pub fn size(&self) -> Option<u64> {
         match self {
             Input::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
             Input::Stdin => None,
@@ -52,7 +52,7 @@ impl Input {
     }
 
     /// Opens the input, decompressing on the fly. `counter` receives the bytes read from the underlying
-    /// file (before decompression), so progress can be compared with [`Input::len`].
+    /// file (before decompression), so progress can be compared with [`Input::size`].
     pub fn open(
         &self,
         compression: Compression,

@@ -133,7 +133,7 @@ pub fn load(
 ) -> Result<LoadReport, LoadError> {
     let start = Instant::now();
     let mut report = LoadReport::default();
-    let total_bytes = inputs.iter().map(Input::len).sum::<Option<u64>>();
+    let total_bytes = inputs.iter().map(Input::size).sum::<Option<u64>>();
     let counter = Arc::new(AtomicU64::new(0));
     let mut txn = store.transaction()?;
     let mut batch: Vec<Quad> = Vec::with_capacity(BATCH);

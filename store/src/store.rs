@@ -24,7 +24,7 @@ use crate::transaction::{CommitSummary, Transaction};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Entries in each of the two in-memory term caches.
-const TERM_CACHE_ENTRIES: usize = 1 << 18;
+const TERM_CACHE_ENTRIES: usize = 1 << 16;
 
 /// Options for [`Store::open_with`].
 #[derive(Clone, Debug)]

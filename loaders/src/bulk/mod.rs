@@ -127,7 +127,7 @@ fn load_inputs(
     })?;
     let mut report = LoadReport::default();
     let bytes = Arc::new(AtomicU64::new(0));
-    let total_bytes = inputs.iter().map(Input::len).sum::<Option<u64>>();
+    let total_bytes = inputs.iter().map(Input::size).sum::<Option<u64>>();
     for input in inputs {
         let (format, compression) = input_format(input, options.load.format)?;
         // Lenient Turtle/TriG is parsed sequentially: a wrong split must never skip valid statements.
@@ -531,15 +531,20 @@ fn parse_lines(
         skipped: 0,
         errors: Vec::new(),
     };
-    // Invalid UTF-8 lines go to oxttl, which reports them.
-    let text = std::str::from_utf8(bytes);
-    let mut line_no = first_line;
-    for raw in bytes.split(|&b| b == b'\n') {
+    // A valid chunk is split as text once; with invalid UTF-8, the bad lines go to oxttl, which reports them.
+    type Lines<'b> = Box<dyn Iterator<Item = (&'b [u8], Option<&'b str>)> + 'b>;
+    let lines: Lines<'_> = match std::str::from_utf8(bytes) {
+        Ok(text) => Box::new(text.split('\n').map(|l| (l.as_bytes(), Some(l)))),
+        Err(_) => Box::new(
+            bytes
+                .split(|&b| b == b'\n')
+                .map(|r| (r, std::str::from_utf8(r).ok())),
+        ),
+    };
+    for (line_no, (raw, line)) in (first_line..).zip(lines) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let fast_result = match &text {
-            Ok(_) => std::str::from_utf8(raw).ok().map(|line| fast.parse(line)),
-            Err(_) => None,
-        };
+        let line = line.map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let fast_result = line.map(|l| fast.parse(l));
         match fast_result {
             Some(Line::Quad(q)) => {
                 encoder.push(with_graph(q, job.options));
@@ -587,7 +592,6 @@ fn parse_lines(
                 }
             }
         }
-        line_no += 1;
         flush_if_full(encoder, &mut enc, tx)?;
     }
     encoder

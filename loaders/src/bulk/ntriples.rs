@@ -29,9 +29,13 @@ pub struct LineParser {
     salt: String,
     literal: String,
     bnodes: [String; 3],
-    valid_iris: Vec<Box<str>>,
-    next_slot: usize,
+    /// Direct-mapped cache of IRIs that passed validation, indexed by hash.
+    valid_iris: Vec<Option<Box<str>>>,
+    hasher: foldhash::fast::FixedState,
 }
+
+/// Slots of the validated-IRI cache.
+const IRI_CACHE_SLOTS: usize = 4096;
 
 #[derive(Clone, Copy)]
 enum Span<'a> {
@@ -59,8 +63,8 @@ impl LineParser {
             salt,
             literal: String::new(),
             bnodes: Default::default(),
-            valid_iris: Vec::with_capacity(64),
-            next_slot: 0,
+            valid_iris: vec![None; IRI_CACHE_SLOTS],
+            hasher: foldhash::fast::FixedState::with_seed(7),
         }
     }
 
@@ -170,19 +174,16 @@ impl LineParser {
     }
 
     fn check_iri(&mut self, iri: &str) -> bool {
-        if self.valid_iris.iter().any(|v| &**v == iri) {
+        use std::hash::BuildHasher;
+        // Predicates, classes and datatypes repeat on almost every line: validate them once.
+        let slot = self.hasher.hash_one(iri) as usize % IRI_CACHE_SLOTS;
+        if self.valid_iris[slot].as_deref() == Some(iri) {
             return true;
         }
         if oxiri::Iri::parse(iri).is_err() {
             return false;
         }
-        // A small ring of recently validated IRIs: predicates, classes and datatypes hit it.
-        if self.valid_iris.len() < 64 {
-            self.valid_iris.push(iri.into());
-        } else {
-            self.valid_iris[self.next_slot] = iri.into();
-            self.next_slot = (self.next_slot + 1) % 64;
-        }
+        self.valid_iris[slot] = Some(iri.into());
         true
     }
 
@@ -240,6 +241,23 @@ impl LineParser {
     }
 }
 
+/// Bytes that end an unescaped IRI: `>` (the end) and everything N-Triples forbids inside one.
+static IRI_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i <= 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    let forbidden = b"<>\"{}|^`\\";
+    let mut k = 0;
+    while k < forbidden.len() {
+        t[forbidden[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
 struct Cursor<'a> {
     b: &'a [u8],
     s: &'a str,
@@ -267,16 +285,12 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.i + 1;
-        let mut j = start;
-        loop {
-            match *self.b.get(j)? {
-                b'>' => break,
-                b'\x00'..=b' ' | b'<' | b'"' | b'{' | b'}' | b'|' | b'^' | b'`' | b'\\' => {
-                    return None
-                }
-                _ => j += 1,
-            }
+        let rest = self.b.get(start..)?;
+        let len = rest.iter().position(|&b| IRI_STOP[usize::from(b)])?;
+        if rest[len] != b'>' {
+            return None;
         }
+        let j = start + len;
         self.i = j + 1;
         let iri = &self.s[start..j];
         // Absolute IRI: scheme ":" (relative IRIs are an error in N-Triples; leave them to oxttl).

@@ -92,6 +92,9 @@ pub struct BulkLoad<'a> {
     runs: Vec<PathBuf>,
     received: u64,
     inserted: u64,
+    /// Whether some new quad is in a named graph (so the graph-last indexes need passes).
+    has_named: bool,
+    max_memory: usize,
 }
 
 impl<'a> BulkLoad<'a> {
@@ -119,8 +122,9 @@ impl<'a> BulkLoad<'a> {
             .join(format!("{TMP_PREFIX}{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&tmp)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", tmp.display())))?;
-        // A quad takes 32 bytes in the buffer; sorting is in place.
-        let run_capacity = (options.max_memory / 2 / 32).max(1 << 16);
+        // A quad takes 32 bytes; the buffer gets a quarter of the budget, so that the finishing passes can
+        // sort two more copies in parallel.
+        let run_capacity = (options.max_memory / 4 / 32).max(1 << 16);
         Ok(BulkLoad {
             inner,
             _guard: guard,
@@ -133,6 +137,8 @@ impl<'a> BulkLoad<'a> {
             runs: Vec::new(),
             received: 0,
             inserted: 0,
+            has_named: false,
+            max_memory: options.max_memory,
         })
     }
 
@@ -165,6 +171,8 @@ impl<'a> BulkLoad<'a> {
     fn prepare_buffer(&mut self) -> Result<()> {
         Order::Gspo.sort(&mut self.buffer);
         self.buffer.dedup();
+        // Sorted by graph first: named-graph quads are at the end.
+        self.has_named |= self.buffer.last().is_some_and(|q| !q.in_default_graph());
         if !self.base_empty {
             let present = existing(self.inner, &self.buffer)?;
             let mut i = 0;
@@ -227,7 +235,7 @@ impl<'a> BulkLoad<'a> {
 
     fn write_all(
         &mut self,
-        mut in_memory: Option<Vec<IdQuad>>,
+        in_memory: Option<Vec<IdQuad>>,
         summary: &mut BulkSummary,
     ) -> Result<()> {
         let inner: &Inner = self.inner;
@@ -263,53 +271,88 @@ impl<'a> BulkLoad<'a> {
             .phases
             .push(("dictionary", started.elapsed().as_secs_f64()));
 
-        let mut acc = Accumulator::new(inner, self.base_empty, rdf_type)?;
-        let orders: &[(Order, Option<Index>, Option<Index>)] = &[
+        let orders: Vec<(Order, Option<Index>, Option<Index>)> = [
             (Order::Gspo, Some(Index::Spo), Some(Index::Gspo)),
             (Order::Gpos, Some(Index::Pos), Some(Index::Gpos)),
             (Order::Gosp, Some(Index::Osp), Some(Index::Gosp)),
             (Order::Spog, None, Some(Index::Spog)),
             (Order::Posg, None, Some(Index::Posg)),
             (Order::Ospg, None, Some(Index::Ospg)),
-        ];
-        let mut has_named = true;
-        for &(order, default_index, named_index) in orders {
-            if default_index.is_none() && !has_named {
-                continue;
-            }
-            let started = Instant::now();
-            let mut writers = PassWriters::new(&self.tmp, default_index, named_index);
-            let mut named_seen = false;
-            let mut count = 0u64;
-            let mut visit = |q: &IdQuad| -> Result<()> {
-                count += 1;
-                named_seen |= !q.in_default_graph();
-                writers.put(q)?;
-                acc.visit(order, q)
-            };
-            match &mut in_memory {
-                Some(quads) => {
-                    order.sort(quads);
-                    quads.iter().try_for_each(&mut visit)?;
+        ]
+        .into_iter()
+        .filter(|(_, default_index, _)| default_index.is_some() || self.has_named)
+        .collect();
+        // Passes are independent (each sorts its own copy and feeds its own column families), so two run
+        // at once when two extra copies of the in-memory quads fit in the memory budget.
+        let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
+        let threads = if copy_bytes.saturating_mul(2) <= self.max_memory / 2 {
+            2
+        } else {
+            1
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let base_empty = self.base_empty;
+        let (tmp, runs) = (&self.tmp, &self.runs);
+        let shared_quads = &in_memory;
+        let results: Vec<Result<Vec<PassResult>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<Vec<PassResult>> {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&(order, default_index, named_index)) = orders.get(i) else {
+                                return Ok(done);
+                            };
+                            let started = Instant::now();
+                            let mut acc = Accumulator::new(inner, base_empty, rdf_type)?;
+                            let mut writers = PassWriters::new(tmp, default_index, named_index);
+                            let mut count = 0u64;
+                            let mut visit = |q: &IdQuad| -> Result<()> {
+                                count += 1;
+                                writers.put(q)?;
+                                acc.visit(order, q)
+                            };
+                            match shared_quads {
+                                Some(quads) => {
+                                    let mut quads = quads.clone();
+                                    order.sort(&mut quads);
+                                    quads.iter().try_for_each(&mut visit)?;
+                                }
+                                None => merge_runs(runs, order, tmp, &mut visit)?,
+                            }
+                            acc.end_pass(order)?;
+                            for (cf, path) in writers.finish()? {
+                                ingest(inner, cf, &path)?;
+                            }
+                            done.push((order, acc.stats, count, started.elapsed().as_secs_f64()));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(StoreError::Corrupt("bulk pass panicked".into())))
+                })
+                .collect()
+        });
+        drop(in_memory);
+        let mut stats = PassStats::default();
+        for result in results {
+            for (order, pass, count, seconds) in result? {
+                if order == Order::Gspo {
+                    self.inserted = count;
                 }
-                None => merge_runs(&self.runs, order, &self.tmp, &mut visit)?,
+                stats.absorb(pass);
+                summary.phases.push((order.name(), seconds));
             }
-            acc.end_pass(order)?;
-            if order == Order::Gspo {
-                has_named = named_seen;
-                self.inserted = count;
-            }
-            for (cf, path) in writers.finish()? {
-                ingest(inner, cf, &path)?;
-            }
-            summary
-                .phases
-                .push((order.name(), started.elapsed().as_secs_f64()));
         }
         summary.inserted = self.inserted;
 
         // The commit point.
-        let mut batch = acc.into_batch(self.inserted, summary.new_terms)?;
+        let mut batch = stats.into_batch(inner, self.inserted, summary.new_terms)?;
         let data_version = inner.data_version.load(Ordering::Acquire) + 1;
         let meta = inner.cf(keys::CF_META)?;
         batch.put_cf(
@@ -437,12 +480,12 @@ impl PassWriters {
     }
 }
 
-/// Bitmaps and counters computed from the sorted passes.
-struct Accumulator<'d> {
-    inner: &'d Inner,
-    base_empty: bool,
-    pairs_may_exist: bool,
-    rdf_type: Option<TermId>,
+/// A finished pass: its order, statistics, quads visited and seconds.
+type PassResult = (Order, PassStats, u64, f64);
+
+/// Bitmaps and counters computed by one pass (SPO: subjects and quad counts; POS: objects and pairs).
+#[derive(Default)]
+struct PassStats {
     graph_quads: HashMap<TermId, i64>,
     predicate_quads: HashMap<(TermId, TermId), i64>,
     predicate_objects: HashMap<(TermId, TermId), i64>,
@@ -452,6 +495,29 @@ struct Accumulator<'d> {
     pair_adds: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
     pair_sets: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
     named_graphs: HashSet<TermId>,
+}
+
+impl PassStats {
+    /// Adds another pass's results (passes fill disjoint parts).
+    fn absorb(&mut self, o: PassStats) {
+        self.graph_quads.extend(o.graph_quads);
+        self.predicate_quads.extend(o.predicate_quads);
+        self.predicate_objects.extend(o.predicate_objects);
+        self.predicate_subjects.extend(o.predicate_subjects);
+        self.graph_subjects.extend(o.graph_subjects);
+        self.pair_adds.extend(o.pair_adds);
+        self.pair_sets.extend(o.pair_sets);
+        self.named_graphs.extend(o.named_graphs);
+    }
+}
+
+/// Computes a pass's [`PassStats`] from its sorted stream.
+struct Accumulator<'d> {
+    inner: &'d Inner,
+    base_empty: bool,
+    pairs_may_exist: bool,
+    rdf_type: Option<TermId>,
+    stats: PassStats,
     last: Option<IdQuad>,
     /// Current (g, p, o) group of the POS pass.
     group: Vec<TermId>,
@@ -471,14 +537,7 @@ impl<'d> Accumulator<'d> {
             base_empty,
             pairs_may_exist,
             rdf_type,
-            graph_quads: HashMap::new(),
-            predicate_quads: HashMap::new(),
-            predicate_objects: HashMap::new(),
-            predicate_subjects: HashMap::new(),
-            graph_subjects: HashMap::new(),
-            pair_adds: HashMap::new(),
-            pair_sets: HashMap::new(),
-            named_graphs: HashSet::new(),
+            stats: PassStats::default(),
             last: None,
             group: Vec::new(),
             pos_counter: PrefixCounter::new(&inner.db, inner.cf("pos")?, inner.cf("gpos")?),
@@ -489,22 +548,25 @@ impl<'d> Accumulator<'d> {
         match order {
             Order::Gspo => {
                 let last = self.last.replace(*q);
-                *self.predicate_quads.entry((q.g, q.p)).or_default() += 1;
-                if last.map(|l| l.g) != Some(q.g) {
-                    if !q.in_default_graph() {
-                        self.named_graphs.insert(q.g);
-                    }
+                *self.stats.predicate_quads.entry((q.g, q.p)).or_default() += 1;
+                if last.map(|l| l.g) != Some(q.g) && !q.in_default_graph() {
+                    self.stats.named_graphs.insert(q.g);
                 }
                 if last.map(|l| (l.g, l.s)) != Some((q.g, q.s)) {
-                    self.graph_subjects.entry(q.g).or_default().insert(q.s.0);
+                    self.stats
+                        .graph_subjects
+                        .entry(q.g)
+                        .or_default()
+                        .insert(q.s.0);
                 }
                 if last.map(|l| (l.g, l.s, l.p)) != Some((q.g, q.s, q.p)) {
-                    self.predicate_subjects
+                    self.stats
+                        .predicate_subjects
                         .entry((q.g, q.p))
                         .or_default()
                         .insert(q.s.0);
                 }
-                *self.graph_quads.entry(q.g).or_default() += 1;
+                *self.stats.graph_quads.entry(q.g).or_default() += 1;
             }
             Order::Gpos => {
                 if let Some(l) = self.last {
@@ -558,10 +620,11 @@ impl<'d> Accumulator<'d> {
             self.pos_counter.count(q.g, &[q.p, q.o], cap, |_| {})?
         };
         if before == 0 {
-            *self.predicate_objects.entry((q.g, q.p)).or_default() += 1;
+            *self.stats.predicate_objects.entry((q.g, q.p)).or_default() += 1;
         }
         if tracked {
-            self.pair_adds
+            self.stats
+                .pair_adds
                 .entry((q.g, q.p, q.o))
                 .or_default()
                 .extend(subjects.iter().map(|s| s.0));
@@ -575,15 +638,16 @@ impl<'d> Accumulator<'d> {
                     }
                 })?;
             }
-            self.pair_sets.insert((q.g, q.p, q.o), set);
+            self.stats.pair_sets.insert((q.g, q.p, q.o), set);
         }
         self.group = subjects;
         self.group.clear();
         Ok(())
     }
+}
 
-    fn into_batch(self, inserted: u64, new_terms: u64) -> Result<WriteBatch> {
-        let inner = self.inner;
+impl PassStats {
+    fn into_batch(self, inner: &Inner, inserted: u64, new_terms: u64) -> Result<WriteBatch> {
         let mut batch = WriteBatch::default();
         let bitmaps = inner.cf(keys::CF_BITMAPS)?;
         let adds = |set: &RoaringTreemap| {

@@ -110,7 +110,7 @@ pub(crate) fn merge_runs(
     for (i, run) in runs.iter().enumerate() {
         let mut quads = RunReader::read_all(run)?;
         order.sort(&mut quads);
-        let path = scratch.join(format!("sorted-{i}.bin"));
+        let path = scratch.join(format!("sorted-{order:?}-{i}.bin"));
         write_run(&path, &quads)?;
         sorted.push(path);
     }
