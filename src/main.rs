@@ -114,6 +114,10 @@ fn main() {
         .with_writer(io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
+        // A closed pipe (`tern dump ... | head`) is the reader's choice, not an error.
+        if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+            std::process::exit(0);
+        }
         eprintln!("error: {e}");
         for cause in e.chain().skip(1) {
             eprintln!("  caused by: {cause}");

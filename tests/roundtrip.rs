@@ -72,6 +72,7 @@ fn every_ontology_round_trips_in_every_format() {
         files.len()
     );
     let mut checked = 0;
+    let mut unrepresentable = Vec::new();
     let mut quads_total = 0;
     // A fresh store per file and per reload: a store emptied and refilled again and again keeps scanning
     // over deletion tombstones until RocksDB compacts them away, which is not what this test is about.
@@ -99,6 +100,7 @@ fn every_ontology_round_trips_in_every_format() {
         let reader = store.reader();
         // Dumps first (from one snapshot), then reload each into the emptied store.
         let mut dumps: Vec<(Format, Option<NamedNode>, Vec<u8>)> = Vec::new();
+        let mut skip_formats = Vec::new();
         for format in Format::ALL {
             if format.supports_datasets() {
                 let mut buf = Vec::new();
@@ -117,16 +119,23 @@ fn every_ontology_round_trips_in_every_format() {
                         }
                     };
                     let mut buf = Vec::new();
-                    loaders::dump(&reader, format, &choice, &mut buf)
-                        .unwrap_or_else(|e| panic!("{} dump as {format}: {e}", file.display()));
-                    dumps.push((format, target, buf));
+                    match loaders::dump(&reader, format, &choice, &mut buf) {
+                        Ok(_) => dumps.push((format, target, buf)),
+                        // RDF/XML cannot write some graphs at all (e.g. rdf:about used as a predicate);
+                        // the serializer says so, and such files are listed, not compared, in RDF/XML.
+                        Err(e) if format == Format::RdfXml && e.to_string().contains("not allowed") => {
+                            unrepresentable.push(format!("{}: {e}", file.display()));
+                            skip_formats.push(format);
+                        }
+                        Err(e) => panic!("{} dump as {format}: {e}", file.display()),
+                    }
                 }
             }
         }
         drop(reader);
         store.verify().expect("verify").expect("invariants hold");
         drop(store);
-        for format in Format::ALL {
+        for format in Format::ALL.into_iter().filter(|f| !skip_formats.contains(f)) {
             let dir = tempfile::tempdir().expect("tmp");
             let store = Store::open(dir.path()).expect("open");
             for (_, target, bytes) in dumps.iter().filter(|(f, _, _)| *f == format) {
@@ -149,4 +158,9 @@ fn every_ontology_round_trips_in_every_format() {
         checked += 1;
     }
     println!("round trip: {checked} files, {quads_total} quads, 6 formats each");
+    println!("not representable in RDF/XML ({}):", unrepresentable.len());
+    for u in &unrepresentable {
+        println!("  {u}");
+    }
+    assert!(unrepresentable.len() < 10, "too many RDF/XML serializer refusals: {unrepresentable:?}");
 }

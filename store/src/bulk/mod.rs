@@ -239,8 +239,6 @@ impl<'a> BulkLoad<'a> {
         summary: &mut BulkSummary,
     ) -> Result<()> {
         let inner: &Inner = self.inner;
-        let started = Instant::now();
-        // Dictionary: id2term before term2id, so a rollback can find every new term2id key through id2term.
         let mut type_bytes = Vec::new();
         encode_term(rdf::TYPE.into(), &mut type_bytes);
         let rdf_type = match self.dict.lookup(&type_bytes) {
@@ -250,26 +248,11 @@ impl<'a> BulkLoad<'a> {
                 None => None,
             },
         };
-        let mut new_terms = self.dict.take_new_terms();
+        let new_terms = self.dict.take_new_terms();
         summary.new_terms = new_terms.len() as u64;
-        new_terms.sort_unstable_by_key(|(id, _)| *id);
-        self.write_sst(
-            keys::CF_ID2TERM,
-            new_terms
-                .iter()
-                .map(|(id, b)| (id.to_be_bytes().to_vec(), b.to_vec())),
-        )?;
-        new_terms.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-        self.write_sst(
-            keys::CF_TERM2ID,
-            new_terms
-                .iter()
-                .map(|(id, b)| (b.to_vec(), id.to_be_bytes().to_vec())),
-        )?;
-        drop(new_terms);
-        summary
-            .phases
-            .push(("dictionary", started.elapsed().as_secs_f64()));
+        // Written by the first task of the pool below, in parallel with the index passes.
+        let dictionary = std::sync::Mutex::new(Some(new_terms));
+        let dictionary_seconds = std::sync::Mutex::new(0.0);
 
         let orders: Vec<(Order, Option<Index>, Option<Index>)> = [
             (Order::Gspo, Some(Index::Spo), Some(Index::Gspo)),
@@ -282,6 +265,20 @@ impl<'a> BulkLoad<'a> {
         .into_iter()
         .filter(|(_, default_index, _)| default_index.is_some() || self.has_named)
         .collect();
+        let write_dictionary = || -> Result<()> {
+            let started = Instant::now();
+            let taken = dictionary.lock().map(|mut d| d.take()).unwrap_or_default();
+            let Some(mut terms) = taken else { return Ok(()) };
+            // id2term before term2id: a rollback finds every new term2id key through id2term.
+            terms.sort_unstable_by_key(|(id, _)| *id);
+            write_sst(inner, &self.tmp, keys::CF_ID2TERM, terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)))?;
+            terms.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+            write_sst(inner, &self.tmp, keys::CF_TERM2ID, terms.iter().map(|(id, b)| (&**b, id.to_be_bytes())))?;
+            if let Ok(mut s) = dictionary_seconds.lock() {
+                *s = started.elapsed().as_secs_f64();
+            }
+            Ok(())
+        };
         // Passes are independent (each sorts its own copy and feeds its own column families), so two run
         // at once when two extra copies of the in-memory quads fit in the memory budget.
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
@@ -293,6 +290,7 @@ impl<'a> BulkLoad<'a> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let base_empty = self.base_empty;
         let (tmp, runs) = (&self.tmp, &self.runs);
+        let started = Instant::now();
         let shared_quads = &in_memory;
         let results: Vec<Result<Vec<PassResult>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
@@ -301,7 +299,11 @@ impl<'a> BulkLoad<'a> {
                         let mut done = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&(order, default_index, named_index)) = orders.get(i) else {
+                            if i == 0 {
+                                write_dictionary()?;
+                                continue;
+                            }
+                            let Some(&(order, default_index, named_index)) = orders.get(i - 1) else {
                                 return Ok(done);
                             };
                             let started = Instant::now();
@@ -339,6 +341,7 @@ impl<'a> BulkLoad<'a> {
                 .collect()
         });
         drop(in_memory);
+        summary.phases.push(("dictionary", dictionary_seconds.lock().map_or(0.0, |s| *s)));
         let mut stats = PassStats::default();
         for result in results {
             for (order, pass, count, seconds) in result? {
@@ -350,6 +353,7 @@ impl<'a> BulkLoad<'a> {
             }
         }
         summary.inserted = self.inserted;
+        summary.phases.push(("passes (wall)", started.elapsed().as_secs_f64()));
 
         // The commit point.
         let mut batch = stats.into_batch(inner, self.inserted, summary.new_terms)?;
@@ -368,23 +372,6 @@ impl<'a> BulkLoad<'a> {
         inner.data_version.store(data_version, Ordering::Release);
         summary.data_version = data_version;
         let _ = std::fs::remove_dir_all(&self.tmp);
-        Ok(())
-    }
-
-    fn write_sst(&self, cf: &str, entries: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let path = self.tmp.join(format!("{cf}.sst"));
-        let opts = sst_options();
-        let mut writer = SstFileWriter::create(&opts);
-        writer.open(&path)?;
-        let mut any = false;
-        for (k, v) in entries {
-            writer.put(k, v)?;
-            any = true;
-        }
-        if any {
-            writer.finish()?;
-            ingest(self.inner, cf, &path)?;
-        }
         Ok(())
     }
 }
@@ -407,6 +394,29 @@ impl Order {
             Order::Ospg => "ospg",
         }
     }
+}
+
+/// Writes sorted entries to one SST file and ingests it (nothing if there are none).
+fn write_sst<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    inner: &Inner,
+    tmp: &Path,
+    cf: &str,
+    entries: impl Iterator<Item = (K, V)>,
+) -> Result<()> {
+    let path = tmp.join(format!("{cf}.sst"));
+    let opts = sst_options();
+    let mut writer = SstFileWriter::create(&opts);
+    writer.open(&path)?;
+    let mut any = false;
+    for (k, v) in entries {
+        writer.put(k, v)?;
+        any = true;
+    }
+    if any {
+        writer.finish()?;
+        ingest(inner, cf, &path)?;
+    }
+    Ok(())
 }
 
 fn sst_options() -> Options {
