@@ -105,5 +105,73 @@ fn rand_suffix() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-criterion_group!(benches, stages);
+/// Subjects of one (rdf:type, class) pair: POS prefix scan vs stored bitmap, by pair size. This is the
+/// measurement behind `PO_BITMAP_THRESHOLD`.
+fn pair_lookup(c: &mut Criterion) {
+    use oxrdf::vocab::rdf;
+    use oxrdf::{GraphNameRef, NamedNode, QuadRef};
+    use roaring::RoaringTreemap;
+    use tern::GraphSel;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("open");
+    let sizes = [8usize, 32, 64, 128, 512, 4096];
+    let mut nodes = Vec::new();
+    for &n in &sizes {
+        for i in 0..n {
+            nodes.push((
+                NamedNode::new_unchecked(format!("http://e.com/c{n}/s{i}")),
+                NamedNode::new_unchecked(format!("http://e.com/C{n}")),
+            ));
+        }
+    }
+    // Noise around the pairs, so scans do not start on a cold, tiny index.
+    for i in 0..50_000 {
+        nodes.push((
+            NamedNode::new_unchecked(format!("http://e.com/x{i}")),
+            NamedNode::new_unchecked(format!("http://e.com/X{}", i % 997)),
+        ));
+    }
+    store
+        .insert(
+            nodes
+                .iter()
+                .map(|(s, c)| QuadRef::new(s, rdf::TYPE, c, GraphNameRef::DefaultGraph)),
+        )
+        .expect("insert");
+    let reader = store.reader();
+    let t = reader
+        .term_id(rdf::TYPE.into())
+        .expect("read")
+        .expect("rdf:type");
+    let mut group = c.benchmark_group("pair-lookup");
+    for &n in &sizes {
+        let class = NamedNode::new_unchecked(format!("http://e.com/C{n}"));
+        let o = reader
+            .term_id(class.as_ref().into())
+            .expect("read")
+            .expect("class");
+        group.bench_function(BenchmarkId::new("pos-scan", n), |b| {
+            b.iter(|| {
+                let set: RoaringTreemap = reader
+                    .quads_for_pattern(None, Some(t), Some(o), GraphSel::Default)
+                    .map(|q| q.expect("scan").s.0)
+                    .collect();
+                assert_eq!(set.len() as usize, n);
+            })
+        });
+        group.bench_function(BenchmarkId::new("bitmap", n), |b| {
+            b.iter(|| {
+                let set = reader
+                    .subjects_with_object(t, o)
+                    .expect("read")
+                    .expect("bitmap");
+                assert_eq!(set.len() as usize, n);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, stages, pair_lookup);
 criterion_main!(benches);

@@ -115,7 +115,10 @@ fn main() {
         .init();
     if let Err(e) = run(Cli::parse()) {
         // A closed pipe (`tern dump ... | head`) is the reader's choice, not an error.
-        if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) {
+        if e.chain().any(|c| {
+            c.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        }) {
             std::process::exit(0);
         }
         eprintln!("error: {e}");

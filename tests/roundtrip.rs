@@ -123,7 +123,10 @@ fn every_ontology_round_trips_in_every_format() {
                         Ok(_) => dumps.push((format, target, buf)),
                         // RDF/XML cannot write some graphs at all (e.g. rdf:about used as a predicate);
                         // the serializer says so, and such files are listed, not compared, in RDF/XML.
-                        Err(e) if format == Format::RdfXml && e.to_string().contains("not allowed") => {
+                        Err(e)
+                            if format == Format::RdfXml
+                                && e.to_string().contains("not allowed") =>
+                        {
                             unrepresentable.push(format!("{}: {e}", file.display()));
                             skip_formats.push(format);
                         }
@@ -135,7 +138,10 @@ fn every_ontology_round_trips_in_every_format() {
         drop(reader);
         store.verify().expect("verify").expect("invariants hold");
         drop(store);
-        for format in Format::ALL.into_iter().filter(|f| !skip_formats.contains(f)) {
+        for format in Format::ALL
+            .into_iter()
+            .filter(|f| !skip_formats.contains(f))
+        {
             let dir = tempfile::tempdir().expect("tmp");
             let store = Store::open(dir.path()).expect("open");
             for (_, target, bytes) in dumps.iter().filter(|(f, _, _)| *f == format) {
@@ -162,5 +168,8 @@ fn every_ontology_round_trips_in_every_format() {
     for u in &unrepresentable {
         println!("  {u}");
     }
-    assert!(unrepresentable.len() < 10, "too many RDF/XML serializer refusals: {unrepresentable:?}");
+    assert!(
+        unrepresentable.len() < 10,
+        "too many RDF/XML serializer refusals: {unrepresentable:?}"
+    );
 }

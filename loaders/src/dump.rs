@@ -10,7 +10,7 @@ use tern_store::{GraphSel, Reader, TermId};
 use crate::error::LoadError;
 use crate::format::Format;
 use crate::input::Input;
-use crate::load::{input_format, io_error, parser_for, syntax_error, LoadOptions};
+use crate::load::{input_format, io_error, read_quads, syntax_error, LoadOptions};
 
 /// Ids externalized per batch while dumping.
 const BATCH: usize = 4096;
@@ -134,7 +134,7 @@ pub fn convert(
         .map_err(|e| io_error(input, e))?;
     let mut ser = serializer(format, writer);
     let mut n = 0;
-    for item in parser_for(input, in_format, options)?.for_reader(reader) {
+    for item in read_quads(input, in_format, options, reader)? {
         let quad = match item {
             Ok(q) => q,
             Err(RdfParseError::Syntax(e)) => {

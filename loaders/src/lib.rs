@@ -10,6 +10,7 @@ mod error;
 mod format;
 mod input;
 mod load;
+mod xmlliteral;
 
 pub use bulk::ntriples::{Line, LineParser};
 pub use bulk::{bulk_load, BulkLoadOptions};
@@ -17,4 +18,6 @@ pub use dump::{convert, dump, serializer, GraphChoice};
 pub use error::{LoadError, SyntaxError};
 pub use format::{Compression, Format};
 pub use input::Input;
-pub use load::{input_format, load, parser_for, syntax_error, LoadOptions, LoadReport, Progress};
+pub use load::{
+    input_format, load, parser_for, read_quads, syntax_error, LoadOptions, LoadReport, Progress,
+};

@@ -106,6 +106,25 @@ pub fn parser_for(
     Ok(parser)
 }
 
+/// Parses `reader` as `input` with tern's configuration: the quads exactly as the store receives them
+/// (blank nodes renamed per input, `rdf:XMLLiteral` values from RDF/XML in exclusive canonical form).
+pub fn read_quads<R: std::io::Read>(
+    input: &Input,
+    format: Format,
+    options: &LoadOptions,
+    reader: R,
+) -> Result<impl Iterator<Item = Result<Quad, RdfParseError>>, LoadError> {
+    let parser = parser_for(input, format, options)?.for_reader(reader);
+    let xml = format == Format::RdfXml;
+    Ok(parser.map(move |r| {
+        if xml {
+            r.map(crate::xmlliteral::canonicalize_quad)
+        } else {
+            r
+        }
+    }))
+}
+
 /// Turns a parser error into a positioned [`SyntaxError`].
 pub fn syntax_error(input: &Input, compression: Compression, e: &RdfSyntaxError) -> SyntaxError {
     let (line, column) = e
@@ -143,7 +162,7 @@ pub fn load(
             .open(compression, Arc::clone(&counter))
             .map_err(|source| io_error(input, source))?;
         let mut last_error_offset = None;
-        for item in parser_for(input, format, options)?.for_reader(reader) {
+        for item in read_quads(input, format, options, reader)? {
             match item {
                 Ok(quad) => {
                     batch.push(quad);

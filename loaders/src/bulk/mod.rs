@@ -30,7 +30,7 @@ use crate::error::{LoadError, SyntaxError};
 use crate::format::{Compression, Format};
 use crate::input::Input;
 use crate::load::{
-    input_format, io_error, parser_for, syntax_error, LoadOptions, LoadReport, Progress,
+    input_format, io_error, read_quads, syntax_error, LoadOptions, LoadReport, Progress,
 };
 use ntriples::{Line, LineParser};
 
@@ -341,7 +341,7 @@ fn read_chunks(
             }
         }
         _ => {
-            let parser = parser_for(job.input, job.format, job.options)?.for_reader(reader);
+            let parser = read_quads(job.input, job.format, job.options, reader)?;
             let mut batch = Vec::with_capacity(8192);
             let mut last_offset = None;
             for item in parser {
@@ -670,7 +670,7 @@ fn check_sequential(
     let reader = input
         .open(compression, Arc::default())
         .map_err(|e| io_error(input, e))?;
-    for item in parser_for(input, format, options)?.for_reader(reader) {
+    for item in read_quads(input, format, options, reader)? {
         match item {
             Ok(_) => {}
             Err(RdfParseError::Syntax(e)) => {

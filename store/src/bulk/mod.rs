@@ -268,12 +268,24 @@ impl<'a> BulkLoad<'a> {
         let write_dictionary = || -> Result<()> {
             let started = Instant::now();
             let taken = dictionary.lock().map(|mut d| d.take()).unwrap_or_default();
-            let Some(mut terms) = taken else { return Ok(()) };
+            let Some(mut terms) = taken else {
+                return Ok(());
+            };
             // id2term before term2id: a rollback finds every new term2id key through id2term.
             terms.sort_unstable_by_key(|(id, _)| *id);
-            write_sst(inner, &self.tmp, keys::CF_ID2TERM, terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)))?;
+            write_sst(
+                inner,
+                &self.tmp,
+                keys::CF_ID2TERM,
+                terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)),
+            )?;
             terms.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-            write_sst(inner, &self.tmp, keys::CF_TERM2ID, terms.iter().map(|(id, b)| (&**b, id.to_be_bytes())))?;
+            write_sst(
+                inner,
+                &self.tmp,
+                keys::CF_TERM2ID,
+                terms.iter().map(|(id, b)| (&**b, id.to_be_bytes())),
+            )?;
             if let Ok(mut s) = dictionary_seconds.lock() {
                 *s = started.elapsed().as_secs_f64();
             }
@@ -303,7 +315,8 @@ impl<'a> BulkLoad<'a> {
                                 write_dictionary()?;
                                 continue;
                             }
-                            let Some(&(order, default_index, named_index)) = orders.get(i - 1) else {
+                            let Some(&(order, default_index, named_index)) = orders.get(i - 1)
+                            else {
                                 return Ok(done);
                             };
                             let started = Instant::now();
@@ -341,7 +354,9 @@ impl<'a> BulkLoad<'a> {
                 .collect()
         });
         drop(in_memory);
-        summary.phases.push(("dictionary", dictionary_seconds.lock().map_or(0.0, |s| *s)));
+        summary
+            .phases
+            .push(("dictionary", dictionary_seconds.lock().map_or(0.0, |s| *s)));
         let mut stats = PassStats::default();
         for result in results {
             for (order, pass, count, seconds) in result? {
@@ -353,7 +368,9 @@ impl<'a> BulkLoad<'a> {
             }
         }
         summary.inserted = self.inserted;
-        summary.phases.push(("passes (wall)", started.elapsed().as_secs_f64()));
+        summary
+            .phases
+            .push(("passes (wall)", started.elapsed().as_secs_f64()));
 
         // The commit point.
         let mut batch = stats.into_batch(inner, self.inserted, summary.new_terms)?;
