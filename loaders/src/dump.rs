@@ -4,13 +4,13 @@ use std::io::Write;
 use std::path::Path;
 
 use oxrdf::{GraphName, NamedOrBlankNode, Quad, QuadRef};
-use oxrdfio::{RdfParseError, RdfSerializer, WriterQuadSerializer};
+use oxrdfio::{RdfSerializer, WriterQuadSerializer};
 use tern_store::{GraphSel, Reader, TermId};
 
 use crate::error::LoadError;
 use crate::format::Format;
 use crate::input::Input;
-use crate::load::{input_format, io_error, read_quads, syntax_error, LoadOptions};
+use crate::load::{input_format, io_error, parse_error, read_quads, LoadOptions};
 
 /// Ids externalized per batch while dumping.
 const BATCH: usize = 4096;
@@ -137,14 +137,7 @@ pub fn convert(
     for item in read_quads(input, in_format, options, reader)? {
         let quad = match item {
             Ok(q) => q,
-            Err(RdfParseError::Syntax(e)) => {
-                return Err(LoadError::Syntax(Box::new(syntax_error(
-                    input,
-                    compression,
-                    &e,
-                ))))
-            }
-            Err(RdfParseError::Io(e)) => return Err(io_error(input, e)),
+            Err(e) => return Err(parse_error(input, compression, e)),
         };
         if !format.supports_datasets() && !quad.graph_name.is_default_graph() {
             return Err(LoadError::NamedGraphsInGraphFormat { format });

@@ -214,6 +214,16 @@ pub fn load(
     Ok(report)
 }
 
+/// A parser error as a [`LoadError`], with position and offending text for syntax errors.
+pub(crate) fn parse_error(input: &Input, compression: Compression, e: RdfParseError) -> LoadError {
+    match e {
+        RdfParseError::Syntax(e) => {
+            LoadError::Syntax(Box::new(syntax_error(input, compression, &e)))
+        }
+        RdfParseError::Io(e) => io_error(input, e),
+    }
+}
+
 pub(crate) fn io_error(input: &Input, source: std::io::Error) -> LoadError {
     LoadError::Io {
         path: input.name().into(),

@@ -130,6 +130,13 @@ fn start(e: &BytesStart<'_>, stack: &mut Vec<Scope>, out: &mut String) -> Option
     }
     let mut declarations: BTreeMap<String, String> = BTreeMap::new();
     for p in utilized {
+        if p == "xml" {
+            continue; // bound by definition, never declared
+        }
+        if !p.is_empty() && !in_scope.contains_key(&p) {
+            // Not namespace-well-formed (a prefix without declaration): no canonical form; keep the value.
+            return None;
+        }
         let uri = in_scope.get(&p).cloned().unwrap_or_default();
         let already = rendered.get(&p).cloned().unwrap_or_default();
         if uri != already {

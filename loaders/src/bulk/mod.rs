@@ -30,7 +30,8 @@ use crate::error::{LoadError, SyntaxError};
 use crate::format::{Compression, Format};
 use crate::input::Input;
 use crate::load::{
-    input_format, io_error, read_quads, syntax_error, LoadOptions, LoadReport, Progress,
+    input_format, io_error, parse_error, read_quads, syntax_error, LoadOptions, LoadReport,
+    Progress,
 };
 use ntriples::{Line, LineParser};
 
@@ -70,6 +71,7 @@ enum Chunk {
 }
 
 /// What a worker sends back.
+#[derive(Default)]
 struct Encoded {
     quads: Vec<IdQuad>,
     parsed: u64,
@@ -471,22 +473,28 @@ fn with_graph<'a>(q: QuadRef<'a>, options: &'a LoadOptions) -> QuadRef<'a> {
     }
 }
 
-/// Renames blank nodes of a quad parsed by oxttl with the input's salt.
+/// Renames blank nodes of a quad parsed by oxttl with the input's salt (moves, never clones, the rest).
 fn salted(q: Quad, salt: &str) -> Quad {
-    let rename = |b: &BlankNode| BlankNode::new_unchecked(format!("{salt}{}", b.as_str()));
-    let subject = match &q.subject {
+    let rename = |b: BlankNode| BlankNode::new_unchecked(format!("{salt}{}", b.as_str()));
+    let Quad {
+        subject,
+        predicate,
+        object,
+        graph_name,
+    } = q;
+    let subject = match subject {
         NamedOrBlankNode::BlankNode(b) => rename(b).into(),
-        s => s.clone(),
+        s => s,
     };
-    let object = match &q.object {
+    let object = match object {
         Term::BlankNode(b) => rename(b).into(),
-        o => o.clone(),
+        o => o,
     };
-    let graph = match &q.graph_name {
+    let graph_name = match graph_name {
         GraphName::BlankNode(b) => rename(b).into(),
-        g => g.clone(),
+        g => g,
     };
-    Quad::new(subject, q.predicate, object, graph)
+    Quad::new(subject, predicate, object, graph_name)
 }
 
 fn flush_if_full(
@@ -498,15 +506,7 @@ fn flush_if_full(
         encoder
             .flush(&mut enc.quads)
             .map_err(|e| Message::Failed(e.into()))?;
-        let full = std::mem::replace(
-            enc,
-            Encoded {
-                quads: Vec::new(),
-                parsed: 0,
-                skipped: 0,
-                errors: Vec::new(),
-            },
-        );
+        let full = std::mem::replace(enc, Encoded::default());
         tx.send(Message::Encoded(full)).map_err(|_| {
             Message::Failed(LoadError::Io {
                 path: "<pipeline>".into(),
@@ -525,12 +525,7 @@ fn parse_lines(
     first_line: u64,
     tx: &SyncSender<Message>,
 ) -> Result<Encoded, Message> {
-    let mut enc = Encoded {
-        quads: Vec::new(),
-        parsed: 0,
-        skipped: 0,
-        errors: Vec::new(),
-    };
+    let mut enc = Encoded::default();
     // A valid chunk is split as text once; with invalid UTF-8, the bad lines go to oxttl, which reports them.
     type Lines<'b> = Box<dyn Iterator<Item = (&'b [u8], Option<&'b str>)> + 'b>;
     let lines: Lines<'_> = match std::str::from_utf8(bytes) {
@@ -607,12 +602,7 @@ fn parse_statements(
     bytes: &[u8],
     tx: &SyncSender<Message>,
 ) -> Result<Encoded, Message> {
-    let mut enc = Encoded {
-        quads: Vec::new(),
-        parsed: 0,
-        skipped: 0,
-        errors: Vec::new(),
-    };
+    let mut enc = Encoded::default();
     let mut text = Vec::with_capacity(header.len() + bytes.len());
     text.extend_from_slice(header.as_bytes());
     text.extend_from_slice(bytes);
@@ -673,14 +663,7 @@ fn check_sequential(
     for item in read_quads(input, format, options, reader)? {
         match item {
             Ok(_) => {}
-            Err(RdfParseError::Syntax(e)) => {
-                return Err(LoadError::Syntax(Box::new(syntax_error(
-                    input,
-                    compression,
-                    &e,
-                ))))
-            }
-            Err(RdfParseError::Io(e)) => return Err(io_error(input, e)),
+            Err(e) => return Err(parse_error(input, compression, e)),
         }
     }
     Ok(())

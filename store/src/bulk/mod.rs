@@ -122,9 +122,9 @@ impl<'a> BulkLoad<'a> {
             .join(format!("{TMP_PREFIX}{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&tmp)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", tmp.display())))?;
-        // A quad takes 32 bytes; the buffer gets a quarter of the budget, so that the finishing passes can
-        // sort two more copies in parallel.
-        let run_capacity = (options.max_memory / 4 / 32).max(1 << 16);
+        // A quad takes 32 bytes; the buffer gets a third of the budget (the dictionary and SST writers need
+        // the rest). Reserved up front: growing by doubling would copy it and overshoot the budget.
+        let run_capacity = (options.max_memory / 3 / 32).max(1 << 16);
         Ok(BulkLoad {
             inner,
             _guard: guard,
@@ -132,7 +132,7 @@ impl<'a> BulkLoad<'a> {
             tmp,
             base_empty,
             first_new_counter: inner.next_id.load(Ordering::Relaxed),
-            buffer: Vec::new(),
+            buffer: Vec::with_capacity(run_capacity),
             run_capacity,
             runs: Vec::new(),
             received: 0,
@@ -190,7 +190,6 @@ impl<'a> BulkLoad<'a> {
         write_run(&path, &self.buffer)?;
         self.runs.push(path);
         self.buffer.clear();
-        self.buffer.shrink_to_fit();
         Ok(())
     }
 
@@ -211,6 +210,8 @@ impl<'a> BulkLoad<'a> {
             if !self.buffer.is_empty() {
                 self.spill()?;
             }
+            // The merge passes load one run at a time; the buffer is not needed any more.
+            self.buffer = Vec::new();
             summary.spilled_runs = self.runs.len();
             None
         };
@@ -293,17 +294,24 @@ impl<'a> BulkLoad<'a> {
         };
         // Passes are independent (each sorts its own copy and feeds its own column families), so two run
         // at once when two extra copies of the in-memory quads fit in the memory budget.
+        // Otherwise one thread sorts the single in-memory copy in place, pass after pass.
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
-        let threads = if copy_bytes.saturating_mul(2) <= self.max_memory / 2 {
+        let threads = if copy_bytes.saturating_mul(3) <= self.max_memory / 2 {
             2
         } else {
             1
+        };
+        let (shared_quads, owned_quads) = if threads == 1 {
+            (None, std::sync::Mutex::new(in_memory))
+        } else {
+            (in_memory, std::sync::Mutex::new(None))
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let base_empty = self.base_empty;
         let (tmp, runs) = (&self.tmp, &self.runs);
         let started = Instant::now();
-        let shared_quads = &in_memory;
+        let shared_quads = &shared_quads;
+        let owned_quads = &owned_quads;
         let results: Vec<Result<Vec<PassResult>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
@@ -328,14 +336,18 @@ impl<'a> BulkLoad<'a> {
                                 writers.put(q)?;
                                 acc.visit(order, q)
                             };
-                            match shared_quads {
-                                Some(quads) => {
-                                    let mut quads = quads.clone();
-                                    order.sort(&mut quads);
-                                    quads.iter().try_for_each(&mut visit)?;
-                                }
-                                None => merge_runs(runs, order, tmp, &mut visit)?,
+                            let mut owned = owned_quads.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(quads) = owned.as_mut() {
+                                order.sort(quads);
+                                quads.iter().try_for_each(&mut visit)?;
+                            } else if let Some(quads) = shared_quads {
+                                let mut quads = quads.clone();
+                                order.sort(&mut quads);
+                                quads.iter().try_for_each(&mut visit)?;
+                            } else {
+                                merge_runs(runs, order, tmp, &mut visit)?;
                             }
+                            drop(owned);
                             acc.end_pass(order)?;
                             for (cf, path) in writers.finish()? {
                                 ingest(inner, cf, &path)?;
@@ -353,7 +365,6 @@ impl<'a> BulkLoad<'a> {
                 })
                 .collect()
         });
-        drop(in_memory);
         summary
             .phases
             .push(("dictionary", dictionary_seconds.lock().map_or(0.0, |s| *s)));
