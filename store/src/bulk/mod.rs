@@ -336,18 +336,23 @@ impl<'a> BulkLoad<'a> {
                                 writers.put(q)?;
                                 acc.visit(order, q)
                             };
-                            let mut owned = owned_quads.lock().unwrap_or_else(|e| e.into_inner());
-                            if let Some(quads) = owned.as_mut() {
-                                order.sort(quads);
-                                quads.iter().try_for_each(&mut visit)?;
-                            } else if let Some(quads) = shared_quads {
+                            if let Some(quads) = shared_quads {
+                                // Parallel passes: each sorts its own copy.
                                 let mut quads = quads.clone();
                                 order.sort(&mut quads);
                                 quads.iter().try_for_each(&mut visit)?;
                             } else {
-                                merge_runs(runs, order, tmp, &mut visit)?;
+                                // One thread: sort the only copy in place, or merge spilled runs.
+                                let mut owned =
+                                    owned_quads.lock().unwrap_or_else(|e| e.into_inner());
+                                match owned.as_mut() {
+                                    Some(quads) => {
+                                        order.sort(quads);
+                                        quads.iter().try_for_each(&mut visit)?;
+                                    }
+                                    None => merge_runs(runs, order, tmp, &mut visit)?,
+                                }
                             }
-                            drop(owned);
                             acc.end_pass(order)?;
                             for (cf, path) in writers.finish()? {
                                 ingest(inner, cf, &path)?;
