@@ -227,6 +227,9 @@ fn run_input(
             let mut encoder = session.encoder();
             scope.spawn(move || worker(job, &chunk_rx, &out_tx, &mut encoder));
         }
+        // Only workers hold the chunk receiver: once they all stop, the reader's sends fail and it stops
+        // too, so an error can never leave the reader blocked on a full channel.
+        drop(chunk_rx);
         drop(out_tx);
         let mut first_error = None;
         for msg in out_rx.iter() {
