@@ -74,6 +74,16 @@ pub fn input_format(
     }
 }
 
+/// The base IRI for relative IRIs of `input`: the explicit one, else the file's `file://` IRI.
+pub(crate) fn base_iri(input: &Input, options: &LoadOptions) -> Option<String> {
+    options.base_iri.clone().or_else(|| match input {
+        Input::Path(p) => std::path::absolute(p)
+            .ok()
+            .map(|a| format!("file://{}", a.display())),
+        Input::Stdin => None,
+    })
+}
+
 /// Builds the parser configuration for one input.
 pub fn parser_for(
     input: &Input,
@@ -81,12 +91,7 @@ pub fn parser_for(
     options: &LoadOptions,
 ) -> Result<RdfParser, LoadError> {
     let mut parser = RdfParser::from_format(format.to_oxrdfio()).rename_blank_nodes();
-    let base = options.base_iri.clone().or_else(|| match input {
-        Input::Path(p) => std::path::absolute(p)
-            .ok()
-            .map(|a| format!("file://{}", a.display())),
-        Input::Stdin => None,
-    });
+    let base = base_iri(input, options);
     if let Some(base) = base {
         parser = match parser.with_base_iri(base.clone()) {
             Ok(p) => p,

@@ -26,6 +26,11 @@ mod term;
 mod transaction;
 mod verify;
 
+/// Maps updated once per quad on write paths: a fast hash instead of SipHash (keys are our own ids).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// See [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub use bulk::{BulkEncoder, BulkLoad, BulkOptions, BulkSummary};
 pub use error::{OpenError, Result, StoreError, VerifyError};
 pub use keys::{IdQuad, Index};

@@ -25,6 +25,7 @@ use crate::reader::Reader;
 use crate::scan::{existing, PrefixCounter};
 use crate::store::{lock, Inner};
 use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
+use crate::FastMap;
 
 /// A (predicate, IRI object) pair other than `rdf:type` gets a subject bitmap once a commit brings it to at
 /// least this many subjects.
@@ -371,8 +372,8 @@ enum BitmapKey {
 struct Committer<'a> {
     txn: Transaction<'a>,
     batch: WriteBatch,
-    counters: HashMap<Counter, i64>,
-    deltas: HashMap<BitmapKey, BitmapDelta>,
+    counters: FastMap<Counter, i64>,
+    deltas: FastMap<BitmapKey, BitmapDelta>,
 }
 
 impl<'a> Committer<'a> {
@@ -380,8 +381,8 @@ impl<'a> Committer<'a> {
         Ok(Committer {
             txn,
             batch: WriteBatch::default(),
-            counters: HashMap::new(),
-            deltas: HashMap::new(),
+            counters: FastMap::default(),
+            deltas: FastMap::default(),
         })
     }
 

@@ -30,8 +30,8 @@ use crate::error::{LoadError, SyntaxError};
 use crate::format::{Compression, Format};
 use crate::input::Input;
 use crate::load::{
-    input_format, io_error, parse_error, read_quads, syntax_error, LoadOptions, LoadReport,
-    Progress,
+    base_iri, input_format, io_error, parse_error, read_quads, syntax_error, LoadOptions,
+    LoadReport, Progress,
 };
 use ntriples::{Line, LineParser};
 
@@ -509,7 +509,7 @@ fn flush_if_full(
         encoder
             .flush(&mut enc.quads)
             .map_err(|e| Message::Failed(e.into()))?;
-        let full = std::mem::replace(enc, Encoded::default());
+        let full = std::mem::take(enc);
         tx.send(Message::Encoded(full)).map_err(|_| {
             Message::Failed(LoadError::Io {
                 path: "<pipeline>".into(),
@@ -609,15 +609,7 @@ fn parse_statements(
     let mut text = Vec::with_capacity(header.len() + bytes.len());
     text.extend_from_slice(header.as_bytes());
     text.extend_from_slice(bytes);
-    let base = match job.options.base_iri.clone() {
-        Some(b) => Some(b),
-        None => match job.input {
-            Input::Path(p) => std::path::absolute(p)
-                .ok()
-                .map(|a| format!("file://{}", a.display())),
-            Input::Stdin => None,
-        },
-    };
+    let base = base_iri(job.input, job.options);
     let mut handle = |item: Result<Quad, oxttl::TurtleSyntaxError>| -> Result<(), Message> {
         match item {
             Ok(q) => {

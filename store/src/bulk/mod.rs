@@ -19,7 +19,6 @@
 mod dict;
 mod runs;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -40,6 +39,7 @@ use crate::scan::{existing, PrefixCounter};
 use crate::store::Inner;
 use crate::term::{encode_term, TermId};
 use crate::transaction::PO_BITMAP_THRESHOLD;
+use crate::{FastMap, FastSet};
 
 /// Metadata key of a bulk load in progress: `u64 BE first new counter | temporary directory path`.
 const META_BULK_PENDING: &[u8] = b"bulk_pending";
@@ -529,15 +529,15 @@ type PassResult = (Order, PassStats, u64, f64);
 /// Bitmaps and counters computed by one pass (SPO: subjects and quad counts; POS: objects and pairs).
 #[derive(Default)]
 struct PassStats {
-    graph_quads: HashMap<TermId, i64>,
-    predicate_quads: HashMap<(TermId, TermId), i64>,
-    predicate_objects: HashMap<(TermId, TermId), i64>,
-    predicate_subjects: HashMap<(TermId, TermId), RoaringTreemap>,
-    graph_subjects: HashMap<TermId, RoaringTreemap>,
+    graph_quads: FastMap<TermId, i64>,
+    predicate_quads: FastMap<(TermId, TermId), i64>,
+    predicate_objects: FastMap<(TermId, TermId), i64>,
+    predicate_subjects: FastMap<(TermId, TermId), RoaringTreemap>,
+    graph_subjects: FastMap<TermId, RoaringTreemap>,
     /// Pair bitmaps added to (merge) and created whole (put).
-    pair_adds: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
-    pair_sets: HashMap<(TermId, TermId, TermId), RoaringTreemap>,
-    named_graphs: HashSet<TermId>,
+    pair_adds: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
+    pair_sets: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
+    named_graphs: FastSet<TermId>,
 }
 
 impl PassStats {
