@@ -90,6 +90,43 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Run a SPARQL query.
+    Query {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Query text.
+        #[arg(short = 'q', long = "query", conflicts_with = "file", required_unless_present = "file")]
+        query: Option<String>,
+        /// File holding the query.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Result format: table (default on a terminal), json, xml, csv, tsv; for CONSTRUCT/DESCRIBE an
+        /// RDF syntax (turtle, ntriples, nquads, trig, rdfxml, jsonld).
+        #[arg(long)]
+        format: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Print the physical plan with estimated and actual rows and time per operator instead of results.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Run a SPARQL update (one atomic transaction).
+    Update {
+        /// Store directory (created if missing).
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Update text.
+        #[arg(short = 'u', long = "update", conflicts_with = "file", required_unless_present = "file")]
+        update: Option<String>,
+        /// File holding the update.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Give up (writing nothing) after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
     /// Convert an RDF file to another syntax without a store.
     Convert {
         /// Input file (`-` for standard input).
@@ -159,6 +196,49 @@ fn run(cli: Cli) -> Result<()> {
             load(&location, &files, &options, mode, max_memory, threads)
         }
         Command::Bench { which } => tern::bench::run(which),
+        Command::Query {
+            location,
+            query,
+            file,
+            format,
+            timeout,
+            explain,
+        } => {
+            let text = text_arg(query, file)?;
+            let store = Store::open_read_only(&location)?;
+            let options = tern::query::QueryOptions {
+                timeout: timeout.map(Duration::from_secs_f64),
+                ..Default::default()
+            };
+            if explain {
+                print!("{}", tern::query::explain(&store, &text, options)?);
+                return Ok(());
+            }
+            let results = tern::query::query(&store, &text, options)?;
+            write_results(results, format.as_deref())
+        }
+        Command::Update {
+            location,
+            update,
+            file,
+            timeout,
+        } => {
+            let text = text_arg(update, file)?;
+            let store = Store::open(&location)?;
+            let before = store.reader().len()?;
+            let start = std::time::Instant::now();
+            let options = tern::query::UpdateOptions {
+                timeout: timeout.map(Duration::from_secs_f64),
+                ..Default::default()
+            };
+            tern::query::update(&store, &text, options)?;
+            let after = store.reader().len()?;
+            eprintln!(
+                "update applied in {:.3} s: {before} -> {after} quads",
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Dump {
             location,
             format,
@@ -420,4 +500,95 @@ fn parse_graph(g: &str) -> Result<NamedOrBlankNode> {
             .into());
     }
     Ok(parse_iri(g)?.into())
+}
+
+/// The text of a query or update given inline or as a file.
+fn text_arg(inline: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    match (inline, file) {
+        (Some(t), _) => Ok(t),
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))
+        }
+        (None, None) => bail!("give the text with -q/-u or a file with --file"),
+    }
+}
+
+/// Writes query results to standard output in the requested format.
+fn write_results(results: tern::query::QueryResults, format: Option<&str>) -> Result<()> {
+    use tern::query::{QueryResults, ResultFormat};
+    let out = BufWriter::new(io::stdout().lock());
+    let result_format = |f: &str| -> Result<Option<ResultFormat>> {
+        Ok(match f {
+            "table" => None,
+            "json" => Some(ResultFormat::Json),
+            "xml" => Some(ResultFormat::Xml),
+            "csv" => Some(ResultFormat::Csv),
+            "tsv" => Some(ResultFormat::Tsv),
+            other => bail!("unknown result format {other:?}: use table, json, xml, csv or tsv"),
+        })
+    };
+    match results {
+        QueryResults::Graph(_) => {
+            let format = parse_format(format.unwrap_or("turtle"))?;
+            results.write_graph(out, format.to_oxrdfio())?;
+        }
+        QueryResults::Boolean(b) => match result_format(format.unwrap_or("table"))? {
+            None => println!("{b}"),
+            Some(f) => results.write(out, f)?,
+        },
+        QueryResults::Solutions(solutions) => match result_format(format.unwrap_or("table"))? {
+            Some(f) => QueryResults::Solutions(solutions).write(out, f)?,
+            None => write_table(solutions, out)?,
+        },
+    }
+    Ok(())
+}
+
+/// An aligned text table; columns are sized on the first 1000 rows so output starts without reading all.
+fn write_table(solutions: tern::query::Solutions, mut out: impl Write) -> Result<()> {
+    let vars: Vec<String> = solutions.variables().iter().map(|v| v.to_string()).collect();
+    let mut widths: Vec<usize> = vars.iter().map(|v| v.chars().count()).collect();
+    let mut head = Vec::new();
+    let mut rest = solutions.peekable();
+    let mut rows = 0u64;
+    let cells = |s: &tern::query::QuerySolution| -> Vec<String> {
+        s.values()
+            .iter()
+            .map(|v| v.as_ref().map_or_else(String::new, |t| t.to_string()))
+            .collect()
+    };
+    while head.len() < 1000 {
+        match rest.next() {
+            Some(s) => {
+                let c = cells(&s?);
+                for (w, c) in widths.iter_mut().zip(&c) {
+                    *w = (*w).max(c.chars().count());
+                }
+                head.push(c);
+            }
+            None => break,
+        }
+    }
+    let line = |out: &mut dyn Write, c: &[String]| -> io::Result<()> {
+        let padded: Vec<String> = c
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "| {} |", padded.join(" | "))
+    };
+    line(&mut out, &vars)?;
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    writeln!(out, "|-{}-|", rule.join("-|-"))?;
+    for c in &head {
+        line(&mut out, c)?;
+        rows += 1;
+    }
+    for s in rest {
+        line(&mut out, &cells(&s?))?;
+        rows += 1;
+    }
+    out.flush()?;
+    eprintln!("{rows} rows");
+    Ok(())
 }

@@ -102,7 +102,7 @@ impl Format {
         (format, compression)
     }
 
-    pub(crate) fn to_oxrdfio(self) -> RdfFormat {
+    pub fn to_oxrdfio(self) -> RdfFormat {
         match self {
             Format::NTriples => RdfFormat::NTriples,
             Format::NQuads => RdfFormat::NQuads,
