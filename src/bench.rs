@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::loaders::{self, Format, Input, LoadOptions};
 
+mod query;
+
 /// Benchmarks.
 #[derive(clap::Subcommand)]
 pub enum Bench {
@@ -31,6 +33,21 @@ pub enum Bench {
         #[arg(long)]
         transactional_10m: bool,
     },
+    /// LUBM-10 queries and BSBM explore queries (parameters sampled with a fixed seed): median ms and rows.
+    Query {
+        /// The shared data directory (with lubm/ and bsbm/).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where to put decompressed inputs and stores (default: a temporary directory).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Timed runs per query instantiation.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// BSBM parameter sets per query.
+        #[arg(long, default_value_t = 10)]
+        mixes: usize,
+    },
 }
 
 /// Runs a benchmark.
@@ -43,6 +60,12 @@ pub fn run(bench: Bench) -> Result<()> {
             quick,
             transactional_10m,
         } => bench_load(&data, work, reps.max(1), quick, transactional_10m),
+        Bench::Query {
+            data,
+            work,
+            reps,
+            mixes,
+        } => query::bench_query(&data, work, reps.max(1), mixes.max(1)),
     }
 }
 

@@ -475,9 +475,14 @@ impl Ctx {
                         Err(e) => return Box::new(once(Err(e))),
                     },
                 };
-                let allowed = match &self.named_graphs {
-                    Some(n) => graphs.into_iter().filter(|g| n.contains(g)).collect(),
-                    None => graphs,
+                // GRAPH only matches graphs of the dataset (a missing graph matches nothing, not `{}`).
+                let allowed: Vec<u64> = match (&self.named_graphs, name) {
+                    (Some(n), _) => graphs.into_iter().filter(|g| n.contains(g)).collect(),
+                    (None, Pos::Var(slot)) if input[*slot] == 0 => graphs,
+                    (None, _) => match self.named_graph_ids() {
+                        Ok(all) => graphs.into_iter().filter(|g| all.contains(g)).collect(),
+                        Err(e) => return Box::new(once(Err(e))),
+                    },
                 };
                 let name = *name;
                 Box::new(allowed.into_iter().flat_map(move |gid| {
@@ -787,25 +792,17 @@ impl Ctx {
             }
             AggKind::Sample => values.into_iter().flatten().next(),
             AggKind::GroupConcat(sep) => {
+                // The result is a simple literal even when every value shares a language tag (W3C
+                // agg-groupconcat-04/06).
                 let mut out = String::new();
-                let mut lang: Option<Option<String>> = None;
                 for (i, v) in values.into_iter().enumerate() {
                     let Term::Literal(l) = v? else { return None };
                     if i > 0 {
                         out.push_str(sep);
                     }
                     out.push_str(l.value());
-                    let this = l.language().map(str::to_owned);
-                    lang = Some(match lang {
-                        None => this,
-                        Some(prev) if prev == this => prev,
-                        Some(_) => None,
-                    });
                 }
-                Some(match lang.flatten() {
-                    Some(tag) => Literal::new_language_tagged_literal_unchecked(out, tag).into(),
-                    None => Literal::new_simple_literal(out).into(),
-                })
+                Some(Literal::new_simple_literal(out).into())
             }
         }
     }
@@ -906,7 +903,12 @@ impl Ctx {
                 }
                 // Same label within one solution, different across solutions and queries.
                 let mut h = foldhash::fast::FixedState::with_seed(self.bnode_salt).build_hasher();
-                row.hash(&mut h);
+                // Blank nodes made by BNODE earlier in this solution must not change its identity.
+                for &v in row {
+                    let made_here = Self::is_local(v)
+                        && matches!(self.local.borrow().rev.get(&v), Some(Term::BlankNode(_)));
+                    (if made_here { 0 } else { v }).hash(&mut h);
+                }
                 l.value().hash(&mut h);
                 Some(BlankNode::new_from_unique_id(u128::from(h.finish()) | 1 << 100).into())
             }

@@ -291,30 +291,30 @@ fn delete_insert(
     pattern: &GraphPattern,
     options: &UpdateOptions,
 ) -> Result<()> {
-    // USING (or the protocol's using-graph-uri) sets the dataset of the WHERE clause only.
-    let using_default = options
-        .using_graphs
-        .clone()
-        .or_else(|| using.map(|u| u.default.clone()));
-    let using_named = options
-        .using_named_graphs
-        .clone()
-        .or_else(|| using.map(|u| u.named.clone().unwrap_or_default()));
-    let explicit = using_default.is_some() || using_named.is_some();
+    // USING (or the protocol's using-graph-uri) sets the dataset of the WHERE clause only. WITH arrives
+    // from the parser as a USING without a named-graph list: then every named graph stays visible.
+    let (default, named) =
+        if options.using_graphs.is_some() || options.using_named_graphs.is_some() {
+            (
+                Some(options.using_graphs.clone().unwrap_or_default()),
+                Some(Some(options.using_named_graphs.clone().unwrap_or_default())),
+            )
+        } else if let Some(u) = using {
+            (Some(u.default.clone()), Some(u.named.clone()))
+        } else {
+            (None, None)
+        };
     let saved = (ctx.default_graphs.clone(), ctx.named_graphs.clone());
-    if explicit {
-        ctx.default_graphs = using_default
-            .unwrap_or_default()
+    if let Some(default) = default {
+        ctx.default_graphs = default
             .iter()
             .map(|g| named_id(ctx, g))
             .collect::<Result<_>>()?;
-        ctx.named_graphs = Some(
-            using_named
-                .unwrap_or_default()
-                .iter()
-                .map(|g| named_id(ctx, g))
-                .collect::<Result<_>>()?,
-        );
+    }
+    if let Some(named) = named {
+        ctx.named_graphs = named
+            .map(|n| n.iter().map(|g| named_id(ctx, g)).collect::<Result<_>>())
+            .transpose()?;
     }
     let evaluated = (|| -> Result<_> {
         let mut compiler = Compiler::new(ctx);
@@ -390,6 +390,8 @@ fn delete_insert(
                     other => other.resolve(row, None),
                 };
                 match id {
+                    // 0 is the default graph, which has no term.
+                    Some(0) => terms.push((0, Term::from(BlankNode::default()))),
                     Some(id) => terms.push((id, ctx.term(id)?)),
                     None => break,
                 }

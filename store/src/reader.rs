@@ -12,6 +12,11 @@ use crate::merge::{decode_counter, BitmapDelta};
 use crate::store::{lock, Inner};
 use crate::term::{decode_term, encode_term, TermId};
 
+/// Batches with fewer dictionary misses than this use point reads only.
+const DENSE_BATCH_MIN: usize = 64;
+/// A batch is resolved by a range scan when its id range holds at most this many ids per wanted term.
+const DENSE_SPAN_FACTOR: u64 = 16;
+
 /// Which graphs a pattern scan covers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GraphSel {
@@ -385,6 +390,9 @@ impl Reader {
                 out.push(t);
             }
         }
+        if misses.len() >= DENSE_BATCH_MIN {
+            misses = self.terms_by_scan(ids, misses, &mut out)?;
+        }
         if !misses.is_empty() {
             let cf = self.inner.cf(keys::CF_ID2TERM)?;
             let keys: Vec<[u8; 8]> = misses.iter().map(|&i| ids[i].to_be_bytes()).collect();
@@ -404,6 +412,53 @@ impl Reader {
         out.into_iter()
             .map(|t| t.ok_or_else(|| StoreError::Corrupt("unresolved term".into())))
             .collect()
+    }
+
+    /// Resolves dense runs of `misses` with one sequential dictionary scan instead of point reads (ids
+    /// of a result column are often close together: index scans return them sorted). Returns the misses
+    /// left over. Scanned terms are not cached: large batches would only evict the hot set.
+    fn terms_by_scan(
+        &self,
+        ids: &[TermId],
+        mut misses: Vec<usize>,
+        out: &mut [Option<Term>],
+    ) -> Result<Vec<usize>> {
+        misses.sort_unstable_by_key(|&i| ids[i]);
+        let (Some(&first), Some(&last)) = (misses.first(), misses.last()) else {
+            return Ok(misses);
+        };
+        let (lo, hi) = (ids[first].0, ids[last].0);
+        // Scanning pays off while the range holds at most a few entries per wanted id.
+        if (hi - lo) / (misses.len() as u64) > DENSE_SPAN_FACTOR || (lo ^ hi) >> 56 != 0 {
+            return Ok(misses);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound((hi + 1).to_be_bytes().to_vec());
+        let mut iter = self
+            .snapshot
+            .raw_iterator_cf_opt(self.inner.cf(keys::CF_ID2TERM)?, opts);
+        iter.seek(lo.to_be_bytes());
+        let mut k = 0;
+        while k < misses.len() && iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let Some(id) = TermId::from_be_slice(key) else {
+                return Err(StoreError::Corrupt("bad dictionary key".into()));
+            };
+            while k < misses.len() && ids[misses[k]] < id {
+                k += 1; // not in the dictionary: left for the point-read path to report
+            }
+            while k < misses.len() && ids[misses[k]] == id {
+                out[misses[k]] = Some(decode_term(value).ok_or_else(|| {
+                    StoreError::Corrupt(format!("undecodable term for id {}", id.0))
+                })?);
+                k += 1;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(misses.into_iter().filter(|&i| out[i].is_none()).collect())
     }
 
     /// Externalizes a quad of ids.
