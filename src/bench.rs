@@ -47,6 +47,9 @@ pub enum Bench {
         /// BSBM parameter sets per query.
         #[arg(long, default_value_t = 10)]
         mixes: usize,
+        /// Run only one suite: `lubm` or `bsbm`.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -65,7 +68,8 @@ pub fn run(bench: Bench) -> Result<()> {
             work,
             reps,
             mixes,
-        } => query::bench_query(&data, work, reps.max(1), mixes.max(1)),
+            only,
+        } => query::bench_query(&data, work, reps.max(1), mixes.max(1), only.as_deref()),
     }
 }
 

@@ -187,6 +187,29 @@ impl Ctx {
         Ok(self.reader.term(TermId(id))?)
     }
 
+    /// The terms of many ids with batched dictionary reads (dense id runs become one range scan).
+    pub(crate) fn terms(&self, ids: &[u64]) -> Result<Vec<Term>> {
+        let local = self.local.borrow();
+        if local.rev.is_empty() {
+            let ids: Vec<TermId> = ids.iter().map(|&id| TermId(id)).collect();
+            return Ok(self.reader.terms(&ids)?);
+        }
+        let stored: Vec<TermId> = ids
+            .iter()
+            .filter(|id| !local.rev.contains_key(id))
+            .map(|&id| TermId(id))
+            .collect();
+        let mut stored = self.reader.terms(&stored)?.into_iter();
+        ids.iter()
+            .map(|id| match local.rev.get(id) {
+                Some(t) => Ok(t.clone()),
+                None => stored
+                    .next()
+                    .ok_or_else(|| QueryError::Unsupported("internal: short term batch".into())),
+            })
+            .collect()
+    }
+
     fn term_or_fail(&self, id: u64) -> Option<Term> {
         match self.term(id) {
             Ok(t) => Some(t),
@@ -258,6 +281,23 @@ impl Ctx {
         } else {
             (st.quads / st.objects.max(1.0)).min(tern_store::PO_BITMAP_THRESHOLD as f64)
         })
+    }
+
+    /// Whether every graph of the default graph set keeps a subject bitmap for `(p, o)`.
+    pub(crate) fn has_pair_bitmap(&self, p: u64, o: u64) -> Result<bool> {
+        if Self::is_local(p) || Self::is_local(o) || self.default_graphs.is_empty() {
+            return Ok(false);
+        }
+        for &g in &self.default_graphs {
+            if self
+                .reader
+                .subjects_with_object_in(TermId(g), TermId(p), TermId(o))?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn selections(&self, g: GraphCtx) -> Vec<GraphSel> {

@@ -658,7 +658,22 @@ impl<'c> Compiler<'c> {
             let mut star_members: Vec<Vec<&TriplePattern>> = Vec::new();
             let mut taken = HashSet::new();
             for (_, idx) in by_subject {
-                if idx.len() >= 2 {
+                // One pattern alone is worth a bitmap when the store keeps one for its pair: iterating or
+                // probing a roaring bitmap beats scanning or seeking the POS index.
+                let single_bitmap = idx.len() == 1
+                    && match elems[idx[0]] {
+                        Elem::Triple(TriplePattern {
+                            predicate: NamedNodePattern::NamedNode(p),
+                            object: TermPattern::NamedNode(o),
+                            ..
+                        }) => {
+                            let p = self.ctx.intern(&p.clone().into())?;
+                            let o = self.ctx.intern(&o.clone().into())?;
+                            self.ctx.has_pair_bitmap(p, o)?
+                        }
+                        _ => false,
+                    };
+                if idx.len() >= 2 || single_bitmap {
                     star_members.push(
                         idx.iter()
                             .filter_map(|&i| match elems[i] {

@@ -192,7 +192,13 @@ pub(super) fn bench_query(
     work: Option<PathBuf>,
     reps: usize,
     mixes: usize,
+    only: Option<&str>,
 ) -> Result<()> {
+    if let Some(o) = only {
+        if o != "lubm" && o != "bsbm" {
+            bail!("--only takes lubm or bsbm, not {o:?}");
+        }
+    }
     let work = match work {
         Some(w) => w,
         None => super::tempfile_dir()?,
@@ -204,6 +210,17 @@ pub(super) fn bench_query(
          evaluate + decode every row)"
     );
 
+    if only != Some("bsbm") {
+        bench_lubm(data, &work, reps)?;
+    }
+    if only != Some("lubm") {
+        bench_bsbm(data, &work, reps, mixes)?;
+    }
+    println!("\nload average {} (end)", super::uptime());
+    Ok(())
+}
+
+fn bench_lubm(data: &Path, work: &Path, reps: usize) -> Result<()> {
     let lubm_nt = work.join("lubm-10.nt");
     super::decompress(&data.join("lubm/lubm-10.nt.gz"), &lubm_nt)?;
     let lubm_store = work.join("lubm-10-store");
@@ -219,7 +236,11 @@ pub(super) fn bench_query(
     }
     print(&stats);
     drop(store);
+    let _ = std::fs::remove_dir_all(&lubm_store);
+    Ok(())
+}
 
+fn bench_bsbm(data: &Path, work: &Path, reps: usize, mixes: usize) -> Result<()> {
     let bsbm_nt = work.join("bsbm-pc1000.nt");
     super::decompress(&data.join("bsbm/bsbm-pc1000.nt.gz"), &bsbm_nt)?;
     let bsbm_store = work.join("bsbm-store");
@@ -245,8 +266,6 @@ pub(super) fn bench_query(
     }
     print(&stats);
     drop(store);
-    let _ = std::fs::remove_dir_all(&lubm_store);
     let _ = std::fs::remove_dir_all(&bsbm_store);
-    println!("\nload average {} (end)", super::uptime());
     Ok(())
 }

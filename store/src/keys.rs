@@ -228,16 +228,6 @@ impl Index {
 
 /// The smallest byte string greater than every string starting with `prefix`, or `None` if there is none
 /// (all `0xFF`). Used as an exclusive iteration upper bound.
-pub fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bound = prefix.to_vec();
-    while let Some(last) = bound.pop() {
-        if last < u8::MAX {
-            bound.push(last + 1);
-            return Some(bound);
-        }
-    }
-    None
-}
 
 /// Keys of the bitmap column family.
 pub mod bitmap_key {
@@ -346,12 +336,5 @@ mod tests {
             let (_, prefix) = Index::for_pattern(s, p, o, None);
             assert_eq!(prefix.len(), bound * 8, "any {mask}");
         }
-    }
-
-    #[test]
-    fn upper_bound() {
-        assert_eq!(prefix_upper_bound(&[1, 2]), Some(vec![1, 3]));
-        assert_eq!(prefix_upper_bound(&[1, 255]), Some(vec![2]));
-        assert_eq!(prefix_upper_bound(&[255]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Snapshot readers: pattern scans, bitmaps, statistics and term externalization.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use oxrdf::{GraphNameRef, Quad, QuadRef, Term, TermRef};
 use roaring::RoaringTreemap;
@@ -71,10 +71,24 @@ pub struct PredicateStats {
 
 /// A consistent, read-only view of the store as of its creation. Never sees part of a transaction.
 pub struct Reader {
-    // Field order matters: `snapshot` borrows `inner.db` and must be dropped before `inner`.
+    // Field order matters: pooled iterators read `snapshot`, which borrows `inner.db`; each must be
+    // dropped before the next.
+    cursors: Mutex<Vec<(&'static str, PooledIter)>>,
     snapshot: SnapshotWithThreadMode<'static, DB>,
     inner: Arc<Inner>,
 }
+
+/// Iterators kept per reader for reuse. Creating a RocksDB iterator costs microseconds (it pins a
+/// version, builds a merging iterator over every file); a query that looks up one subject per input row
+/// would spend most of its time there. Seeking an existing iterator is far cheaper.
+const CURSOR_POOL: usize = 16;
+
+/// A raw iterator on this reader's snapshot.
+pub(crate) struct PooledIter(DBRawIteratorWithThreadMode<'static, DB>);
+
+// SAFETY: a RocksDB iterator may move between threads as long as it is not used concurrently; a pooled
+// iterator is either in the reader's mutex-protected pool or owned by exactly one `PrefixIter`.
+unsafe impl Send for PooledIter {}
 
 impl Reader {
     pub(crate) fn new(inner: Arc<Inner>) -> Reader {
@@ -86,7 +100,11 @@ impl Reader {
                 snapshot,
             )
         };
-        Reader { snapshot, inner }
+        Reader {
+            cursors: Mutex::new(Vec::new()),
+            snapshot,
+            inner,
+        }
     }
 
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -111,15 +129,35 @@ impl Reader {
         }
     }
 
-    pub(crate) fn raw_iter(&self, cf: &str, prefix: &[u8]) -> Result<PrefixIter<'_>> {
-        let mut opts = ReadOptions::default();
-        if let Some(bound) = keys::prefix_upper_bound(prefix) {
-            opts.set_iterate_upper_bound(bound);
-        }
-        let mut iter = self.snapshot.raw_iterator_cf_opt(self.inner.cf(cf)?, opts);
-        iter.seek(prefix);
+    pub(crate) fn raw_iter(&self, cf: &'static str, prefix: &[u8]) -> Result<PrefixIter<'_>> {
+        let pooled = {
+            let mut pool = lock(&self.cursors);
+            pool.iter()
+                .rposition(|(name, _)| *name == cf)
+                .map(|i| pool.swap_remove(i).1)
+        };
+        let mut iter = match pooled {
+            Some(it) => it,
+            None => {
+                let iter = self
+                    .snapshot
+                    .raw_iterator_cf_opt(self.inner.cf(cf)?, ReadOptions::default());
+                // SAFETY: the iterator reads `self.snapshot`, which lives as long as `self` (see the field
+                // order of `Reader`); it is dropped with the pool or handed back to it, never leaked out.
+                PooledIter(unsafe {
+                    std::mem::transmute::<
+                        DBRawIteratorWithThreadMode<'_, DB>,
+                        DBRawIteratorWithThreadMode<'static, DB>,
+                    >(iter)
+                })
+            }
+        };
+        iter.0.seek(prefix);
         Ok(PrefixIter {
-            iter,
+            iter: Some(iter),
+            prefix: prefix.to_vec(),
+            cf,
+            pool: &self.cursors,
             started: false,
         })
     }
@@ -381,7 +419,7 @@ impl Reader {
         let mut out: Vec<Option<Term>> = Vec::with_capacity(ids.len());
         let mut misses = Vec::new();
         {
-            let mut cache = lock(&self.inner.id_cache);
+            let cache = lock(&self.inner.id_cache);
             for (i, &id) in ids.iter().enumerate() {
                 let t = id.decode_inline().or_else(|| cache.get(&id).cloned());
                 if t.is_none() {
@@ -416,7 +454,7 @@ impl Reader {
 
     /// Resolves dense runs of `misses` with one sequential dictionary scan instead of point reads (ids
     /// of a result column are often close together: index scans return them sorted). Returns the misses
-    /// left over. Scanned terms are not cached: large batches would only evict the hot set.
+    /// left over.
     fn terms_by_scan(
         &self,
         ids: &[TermId],
@@ -458,6 +496,12 @@ impl Reader {
             iter.next();
         }
         iter.status()?;
+        let mut cache = lock(&self.inner.id_cache);
+        for &i in &misses {
+            if let Some(t) = &out[i] {
+                cache.put(ids[i], t.clone());
+            }
+        }
         Ok(misses.into_iter().filter(|&i| out[i].is_none()).collect())
     }
 
@@ -528,24 +572,47 @@ fn build_quad(s: Option<Term>, p: Option<Term>, o: Option<Term>, g: Option<Term>
     Ok(Quad::new(subject, predicate, object, graph))
 }
 
-/// A raw prefix iterator over one column family of a snapshot.
+/// A raw prefix iterator over one column family of a snapshot; hands its iterator back to the reader's
+/// pool when dropped.
 pub(crate) struct PrefixIter<'a> {
-    iter: DBRawIteratorWithThreadMode<'a, DB>,
+    iter: Option<PooledIter>,
+    prefix: Vec<u8>,
+    cf: &'static str,
+    pool: &'a Mutex<Vec<(&'static str, PooledIter)>>,
     started: bool,
 }
 
 impl PrefixIter<'_> {
     /// The next `(key, value)`, or `None` at the end of the prefix range.
     pub(crate) fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        let Some(PooledIter(iter)) = self.iter.as_mut() else {
+            return Ok(None);
+        };
         if self.started {
-            self.iter.next();
+            iter.next();
         }
         self.started = true;
-        if self.iter.valid() {
-            Ok(self.iter.key().zip(self.iter.value()))
+        if iter.valid() {
+            match (iter.key(), iter.value()) {
+                (Some(k), Some(v)) if k.starts_with(&self.prefix) => Ok(Some((k, v))),
+                _ => Ok(None),
+            }
         } else {
-            self.iter.status()?;
+            iter.status()?;
             Ok(None)
+        }
+    }
+}
+
+impl Drop for PrefixIter<'_> {
+    fn drop(&mut self) {
+        if let Some(iter) = self.iter.take() {
+            if iter.0.status().is_ok() {
+                let mut pool = lock(self.pool);
+                if pool.len() < CURSOR_POOL {
+                    pool.push((self.cf, iter));
+                }
+            }
         }
     }
 }

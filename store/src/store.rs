@@ -23,8 +23,45 @@ use crate::transaction::{CommitSummary, Transaction};
 /// The on-disk format version this build reads and writes. History: `docs/format.md`.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Entries in each of the two in-memory term caches.
+/// Entries of the term -> id cache (an LRU: keys are byte strings).
 const TERM_CACHE_ENTRIES: usize = 1 << 16;
+/// Slots of the id -> term cache (direct-mapped, see [`IdCache`]).
+const ID_CACHE_SLOTS: usize = 1 << 18;
+
+/// The id -> term cache: direct-mapped on the id, so a lookup is one memory access and dense ids (a
+/// result column, a scan) land in neighbouring slots. An LRU with the same capacity spends most of a
+/// large result's decoding time on its bookkeeping and scattered list nodes.
+pub(crate) struct IdCache {
+    slots: Vec<Option<(TermId, Term)>>,
+    mask: usize,
+}
+
+impl IdCache {
+    fn new(slots: usize) -> IdCache {
+        let slots = slots.next_power_of_two();
+        IdCache {
+            slots: vec![None; slots],
+            mask: slots - 1,
+        }
+    }
+
+    fn slot(&self, id: TermId) -> usize {
+        // Spread the kind tag so the first IRI, blank node and literal ids do not share slots.
+        ((id.0 >> 56).wrapping_mul(0x9E37_79B9) ^ id.0) as usize & self.mask
+    }
+
+    pub(crate) fn get(&self, id: &TermId) -> Option<&Term> {
+        match &self.slots[self.slot(*id)] {
+            Some((k, t)) if k == id => Some(t),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn put(&mut self, id: TermId, term: Term) {
+        let i = self.slot(id);
+        self.slots[i] = Some((id, term));
+    }
+}
 
 /// Options for [`Store::open_with`].
 #[derive(Clone, Debug)]
@@ -68,7 +105,7 @@ pub(crate) struct Inner {
     /// Data version of the last commit (mirrors `keys::META_DATA_VERSION`).
     pub(crate) data_version: AtomicU64,
     /// `id -> term` for dictionary ids. Only committed ids enter it.
-    pub(crate) id_cache: Mutex<LruCache<TermId, Term>>,
+    pub(crate) id_cache: Mutex<IdCache>,
     /// `encoded term -> id`. Only committed ids enter it, so an aborted transaction leaves no trace.
     pub(crate) term_cache: Mutex<LruCache<Vec<u8>, TermId>>,
 }
@@ -178,7 +215,7 @@ impl Store {
                 writer: Mutex::new(()),
                 next_id: AtomicU64::new(next_id),
                 data_version: AtomicU64::new(data_version),
-                id_cache: Mutex::new(LruCache::new(cache_size)),
+                id_cache: Mutex::new(IdCache::new(ID_CACHE_SLOTS)),
                 term_cache: Mutex::new(LruCache::new(cache_size)),
             }),
         };
