@@ -101,7 +101,12 @@ enum Command {
         #[arg(short = 'l', long = "location")]
         location: PathBuf,
         /// Query text.
-        #[arg(short = 'q', long = "query", conflicts_with = "file", required_unless_present = "file")]
+        #[arg(
+            short = 'q',
+            long = "query",
+            conflicts_with = "file",
+            required_unless_present = "file"
+        )]
         query: Option<String>,
         /// File holding the query.
         #[arg(long)]
@@ -123,7 +128,12 @@ enum Command {
         #[arg(short = 'l', long = "location")]
         location: PathBuf,
         /// Update text.
-        #[arg(short = 'u', long = "update", conflicts_with = "file", required_unless_present = "file")]
+        #[arg(
+            short = 'u',
+            long = "update",
+            conflicts_with = "file",
+            required_unless_present = "file"
+        )]
         update: Option<String>,
         /// File holding the update.
         #[arg(long)]
@@ -551,7 +561,11 @@ fn write_results(results: tern::query::QueryResults, format: Option<&str>) -> Re
 
 /// An aligned text table; columns are sized on the first 1000 rows so output starts without reading all.
 fn write_table(solutions: tern::query::Solutions, mut out: impl Write) -> Result<()> {
-    let vars: Vec<String> = solutions.variables().iter().map(|v| v.to_string()).collect();
+    let vars: Vec<String> = solutions
+        .variables()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
     let mut widths: Vec<usize> = vars.iter().map(|v| v.chars().count()).collect();
     let mut head = Vec::new();
     let mut rest = solutions.peekable();

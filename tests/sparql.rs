@@ -65,7 +65,10 @@ fn lubm10_counts() {
         let text = std::fs::read_to_string(shared(&format!("lubm/queries/q{q:02}.rq"))).unwrap();
         let start = Instant::now();
         let got = count(&store, &text);
-        println!("LUBM-10 q{q:02}: {got} rows ({:.1} ms)", start.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "LUBM-10 q{q:02}: {got} rows ({:.1} ms)",
+            start.elapsed().as_secs_f64() * 1e3
+        );
         assert_eq!(got, n, "LUBM-10 q{q:02}");
     }
     // The star of q01 (type + course) is a bitmap intersection, visible in the plan.
@@ -107,7 +110,11 @@ fn timeout_and_cancellation_stop_evaluation() {
         Err(e) => Some(e),
     };
     assert!(matches!(err, Some(QueryError::Timeout(_))), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(err.unwrap().to_string().contains("timed out"));
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -173,7 +180,10 @@ fn errors_point_at_the_problem() {
     assert!(err.to_string().contains("SERVICE not supported"), "{err}");
     // SERVICE SILENT is allowed to fail: one empty solution.
     assert_eq!(
-        count(&store, "SELECT * WHERE { SERVICE SILENT <http://remote/sparql> { ?s ?p ?o } }"),
+        count(
+            &store,
+            "SELECT * WHERE { SERVICE SILENT <http://remote/sparql> { ?s ?p ?o } }"
+        ),
         1
     );
 }
@@ -210,7 +220,10 @@ fn updates_are_atomic_and_durable() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.reader().len().unwrap(), 3);
     assert_eq!(
-        count(&store, "PREFIX : <http://e/> SELECT * WHERE { GRAPH :g { :a :p 2 } }"),
+        count(
+            &store,
+            "PREFIX : <http://e/> SELECT * WHERE { GRAPH :g { :a :p 2 } }"
+        ),
         1
     );
     // A timed-out update writes nothing.
@@ -304,7 +317,9 @@ fn result_formats_and_graph_results() {
         .unwrap()
         .write(&mut out, ResultFormat::Xml)
         .unwrap();
-    assert!(String::from_utf8(out).unwrap().contains("<boolean>true</boolean>"));
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("<boolean>true</boolean>"));
     let mut out = Vec::new();
     store
         .query("PREFIX : <http://e/> CONSTRUCT { ?s :twice ?v } WHERE { ?s :p ?v FILTER(?v < 3) }")
@@ -337,7 +352,11 @@ fn cli_query_and_update() {
         "-u",
         "PREFIX : <http://e/> INSERT DATA { :a :name \"Ann\" . :b :name \"Bob\" }",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 -> 2 quads"));
     let out = tern(&[
         "query",
@@ -348,9 +367,18 @@ fn cli_query_and_update() {
     ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(table.contains("| ?n    |") && table.contains("\"Bob\""), "{table}");
+    assert!(
+        table.contains("| ?n    |") && table.contains("\"Bob\""),
+        "{table}"
+    );
     let out = tern(&[
-        "query", "-l", s, "--format", "tsv", "-q", "SELECT (COUNT(*) AS ?c) { ?s ?p ?o }",
+        "query",
+        "-l",
+        s,
+        "--format",
+        "tsv",
+        "-q",
+        "SELECT (COUNT(*) AS ?c) { ?s ?p ?o }",
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("?c\n2"));
     let out = tern(&["query", "-l", s, "-q", "SELECT ?x WHERE { ?x }"]);

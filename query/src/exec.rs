@@ -25,7 +25,7 @@ use tern_store::{GraphSel, IdQuad, Reader, TermId};
 
 use crate::error::{QueryError, Result};
 use crate::functions::{self, FnContext};
-use crate::plan::{AggKind, Agg, CmpOp, Expr, Node, Op, Pos};
+use crate::plan::{Agg, AggKind, CmpOp, Expr, Node, Op, Pos};
 
 /// Tag (top byte) of ids of terms the store does not know: computed values, fresh blank nodes.
 pub(crate) const LOCAL_TAG: u64 = 0xF0 << 56;
@@ -90,7 +90,11 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(reader: Reader, timeout: Option<Duration>, cancel: Option<Arc<AtomicBool>>) -> Ctx {
+    pub(crate) fn new(
+        reader: Reader,
+        timeout: Option<Duration>,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Ctx {
         Ctx {
             reader,
             delta: None,
@@ -134,7 +138,7 @@ impl Ctx {
     pub(crate) fn tick(&self) -> Result<()> {
         let t = self.ticks.get().wrapping_add(1);
         self.ticks.set(t);
-        if t % 1024 == 0 {
+        if t.is_multiple_of(1024) {
             self.check()
         } else {
             Ok(())
@@ -371,7 +375,12 @@ impl Ctx {
         if let Some(n) = &self.named_graphs {
             return Ok(n.clone());
         }
-        let mut out: Vec<u64> = self.reader.named_graphs()?.into_iter().map(|t| t.0).collect();
+        let mut out: Vec<u64> = self
+            .reader
+            .named_graphs()?
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         if let Some(delta) = &self.delta {
             out.retain(|g| !delta.dropped.contains(g));
             out.extend(delta.created.iter().copied());
@@ -453,10 +462,10 @@ impl Ctx {
                     Box::new(out.into_iter())
                 }))
             }
-            Node::Filter { inner, expr } => Box::new(
-                self.run(inner, input, g)
-                    .filter(move |r| r.as_ref().map_or(true, |r| self.ebv(expr, r, g) == Some(true))),
-            ),
+            Node::Filter { inner, expr } => Box::new(self.run(inner, input, g).filter(move |r| {
+                r.as_ref()
+                    .map_or(true, |r| self.ebv(expr, r, g) == Some(true))
+            })),
             Node::Union(branches) => Box::new(
                 branches
                     .iter()
@@ -539,7 +548,11 @@ impl Ctx {
                     Err(e) => return Box::new(once(Err(e))),
                 };
                 let matches = mat.compatible(&input);
-                Box::new(matches.into_iter().map(move |i| Ok(merge(&input, &mat.rows[i]))))
+                Box::new(
+                    matches
+                        .into_iter()
+                        .map(move |i| Ok(merge(&input, &mat.rows[i]))),
+                )
             }
             Node::Project { inner, width, map } => {
                 Box::new(self.run(inner, vec![0; *width], g).filter_map(move |r| {
@@ -651,9 +664,9 @@ impl Ctx {
                     } else {
                         GraphSel::Named(TermId(gid))
                     };
-                    for q in self
-                        .reader
-                        .quads_for_pattern(None, Some(TermId(p)), Some(TermId(o)), sel)
+                    for q in
+                        self.reader
+                            .quads_for_pattern(None, Some(TermId(p)), Some(TermId(o)), sel)
                     {
                         b.insert(q?.s.0);
                     }
@@ -687,7 +700,9 @@ impl Ctx {
             cache,
         } = &op.node
         else {
-            return Err(QueryError::Unsupported("internal: not an isolated operator".into()));
+            return Err(QueryError::Unsupported(
+                "internal: not an isolated operator".into(),
+            ));
         };
         if let Some(m) = cache.borrow().get(&g) {
             return Ok(Rc::clone(m));
@@ -891,9 +906,10 @@ impl Ctx {
             Expr::Or(..) | Expr::And(..) | Expr::Not(..) | Expr::Bound(..) | Expr::Exists(..) => {
                 boolean(self.ebv(e, row, g)?)
             }
-            Expr::Equal(a, b) => {
-                boolean(functions::equals(&self.eval(a, row, g)?, &self.eval(b, row, g)?)?)
-            }
+            Expr::Equal(a, b) => boolean(functions::equals(
+                &self.eval(a, row, g)?,
+                &self.eval(b, row, g)?,
+            )?),
             Expr::SameTerm(a, b) => boolean(self.eval(a, row, g)? == self.eval(b, row, g)?),
             Expr::Cmp(op, a, b) => {
                 let c = functions::compare(&self.eval(a, row, g)?, &self.eval(b, row, g)?)?;
@@ -963,11 +979,14 @@ impl Ctx {
     }
 }
 
+/// Row positions by the values of some key variables.
+type KeyIndex = HashMap<Vec<u64>, Vec<u32>>;
+
 /// Rows of an isolated operator with lazily built hash indexes on the variables input rows bind.
 pub(crate) struct Materialized {
     pub rows: Vec<Row>,
     certain: Vec<usize>,
-    index: RefCell<HashMap<Vec<usize>, HashMap<Vec<u64>, Vec<u32>>>>,
+    index: RefCell<HashMap<Vec<usize>, KeyIndex>>,
 }
 
 impl Materialized {
@@ -986,7 +1005,7 @@ impl Materialized {
         }
         let mut index = self.index.borrow_mut();
         let map = index.entry(key_vars.clone()).or_insert_with(|| {
-            let mut m: HashMap<Vec<u64>, Vec<u32>> = HashMap::new();
+            let mut m = KeyIndex::new();
             for (i, r) in self.rows.iter().enumerate() {
                 m.entry(key_vars.iter().map(|&v| r[v]).collect())
                     .or_default()
@@ -1014,9 +1033,7 @@ impl Materialized {
 }
 
 fn compatible(a: &[u64], b: &[u64]) -> bool {
-    a.iter()
-        .zip(b)
-        .all(|(&x, &y)| x == 0 || y == 0 || x == y)
+    a.iter().zip(b).all(|(&x, &y)| x == 0 || y == 0 || x == y)
 }
 
 fn shares(a: &[u64], b: &[u64]) -> bool {

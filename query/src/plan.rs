@@ -98,7 +98,11 @@ pub(crate) enum Node {
     /// One solution binding nothing (the empty group `{}`).
     Unit,
     /// Triple pattern scan over the current graph.
-    Scan { s: Pos, p: Pos, o: Pos },
+    Scan {
+        s: Pos,
+        p: Pos,
+        o: Pos,
+    },
     /// Subjects having every `(predicate, object)` pair: an intersection of roaring bitmaps.
     Star {
         var: usize,
@@ -308,9 +312,10 @@ impl<'c> Compiler<'c> {
             }
             GraphPattern::Graph { name, inner } => {
                 let (name, b2) = match name {
-                    NamedNodePattern::NamedNode(n) => {
-                        (Pos::Const(self.ctx.intern(&n.clone().into())?), bound.clone())
-                    }
+                    NamedNodePattern::NamedNode(n) => (
+                        Pos::Const(self.ctx.intern(&n.clone().into())?),
+                        bound.clone(),
+                    ),
                     NamedNodePattern::Variable(v) => {
                         let mut b2 = bound.clone();
                         b2.insert(v.as_str().to_owned());
@@ -599,7 +604,9 @@ impl<'c> Compiler<'c> {
 
     fn path(&mut self, p: &PropertyPathExpression) -> Result<PathOp> {
         Ok(match p {
-            PropertyPathExpression::NamedNode(n) => PathOp::Link(self.ctx.intern(&n.clone().into())?),
+            PropertyPathExpression::NamedNode(n) => {
+                PathOp::Link(self.ctx.intern(&n.clone().into())?)
+            }
             PropertyPathExpression::Reverse(a) => PathOp::Reverse(Box::new(self.path(a)?)),
             PropertyPathExpression::Sequence(a, b) => {
                 PathOp::Sequence(Box::new(self.path(a)?), Box::new(self.path(b)?))
@@ -1124,7 +1131,11 @@ pub(crate) fn certain_vars(p: &GraphPattern) -> VarSet {
         } => variables
             .iter()
             .enumerate()
-            .filter(|(i, _)| bindings.iter().all(|b| b.get(*i).is_some_and(Option::is_some)))
+            .filter(|(i, _)| {
+                bindings
+                    .iter()
+                    .all(|b| b.get(*i).is_some_and(Option::is_some))
+            })
             .map(|(_, v)| v.as_str().to_owned())
             .collect(),
         GraphPattern::Project { inner, variables } => {

@@ -68,8 +68,8 @@ impl QueryResults {
                 serializer.serialize_boolean_to_writer(writer, b)?;
             }
             QueryResults::Solutions(solutions) => {
-                let mut out =
-                    serializer.serialize_solutions_to_writer(writer, solutions.variables().to_vec())?;
+                let mut out = serializer
+                    .serialize_solutions_to_writer(writer, solutions.variables().to_vec())?;
                 for s in solutions {
                     out.serialize(&s?)?;
                 }
@@ -272,7 +272,8 @@ impl Iterator for ConstructIter {
                         },
                     });
                 }
-                let (Some(s), Some(p), Some(o)) = (terms[0].take(), terms[1].take(), terms[2].take())
+                let (Some(s), Some(p), Some(o)) =
+                    (terms[0].take(), terms[1].take(), terms[2].take())
                 else {
                     continue;
                 };
@@ -281,7 +282,9 @@ impl Iterator for ConstructIter {
                     Term::BlankNode(b) => b.into(),
                     _ => continue,
                 };
-                let Term::NamedNode(predicate) = p else { continue };
+                let Term::NamedNode(predicate) = p else {
+                    continue;
+                };
                 let t = Triple::new(subject, predicate, o);
                 if self.seen.insert(t.clone()) {
                     self.buffer.push_back(t);
@@ -388,7 +391,11 @@ pub(crate) fn evaluate_query(
             base_iri,
         } => (dataset, pattern, base_iri),
     };
-    let mut ctx = new_ctx(reader, options, base.as_ref().map(|b| b.as_str().to_owned()))?;
+    let mut ctx = new_ctx(
+        reader,
+        options,
+        base.as_ref().map(|b| b.as_str().to_owned()),
+    )?;
     set_dataset(&mut ctx, dataset.as_ref(), options)?;
     let (prepared, scope) = prepare(ctx, pattern)?;
     match &query {
@@ -574,7 +581,9 @@ fn describe(prepared: &Prepared, resources: Vec<u64>) -> Result<Vec<Triple>> {
                 Term::BlankNode(b) => b.into(),
                 _ => continue,
             };
-            let Term::NamedNode(predicate) = p else { continue };
+            let Term::NamedNode(predicate) = p else {
+                continue;
+            };
             out.push(Triple::new(subject, predicate, o));
         }
     }
@@ -610,7 +619,11 @@ pub(crate) fn explain_query(
             base_iri,
         } => (dataset, pattern, base_iri),
     };
-    let mut ctx = new_ctx(reader, options, base.as_ref().map(|b| b.as_str().to_owned()))?;
+    let mut ctx = new_ctx(
+        reader,
+        options,
+        base.as_ref().map(|b| b.as_str().to_owned()),
+    )?;
     ctx.profile = true;
     set_dataset(&mut ctx, dataset.as_ref(), options)?;
     let (prepared, scope) = prepare(ctx, pattern)?;

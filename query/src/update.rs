@@ -115,9 +115,7 @@ fn graph_exists(ctx: &Ctx, g: u64) -> Result<bool> {
 }
 
 fn clear(ctx: &mut Ctx, g: GraphCtx) -> Result<()> {
-    let quads: Vec<IdQuad> = ctx
-        .quads(None, None, None, g)
-        .collect::<Result<Vec<_>>>()?;
+    let quads: Vec<IdQuad> = ctx.quads(None, None, None, g).collect::<Result<Vec<_>>>()?;
     for q in quads {
         remove(ctx, q)?;
     }
@@ -195,7 +193,12 @@ fn apply(
                 }
                 remove(
                     ctx,
-                    IdQuad::new(TermId(ids[0]), TermId(ids[1]), TermId(ids[2]), TermId(ids[3])),
+                    IdQuad::new(
+                        TermId(ids[0]),
+                        TermId(ids[1]),
+                        TermId(ids[2]),
+                        TermId(ids[3]),
+                    ),
                 )?;
             }
         }
@@ -293,17 +296,17 @@ fn delete_insert(
 ) -> Result<()> {
     // USING (or the protocol's using-graph-uri) sets the dataset of the WHERE clause only. WITH arrives
     // from the parser as a USING without a named-graph list: then every named graph stays visible.
-    let (default, named) =
-        if options.using_graphs.is_some() || options.using_named_graphs.is_some() {
-            (
-                Some(options.using_graphs.clone().unwrap_or_default()),
-                Some(Some(options.using_named_graphs.clone().unwrap_or_default())),
-            )
-        } else if let Some(u) = using {
-            (Some(u.default.clone()), Some(u.named.clone()))
-        } else {
-            (None, None)
-        };
+    let (default, named) = if options.using_graphs.is_some() || options.using_named_graphs.is_some()
+    {
+        (
+            Some(options.using_graphs.clone().unwrap_or_default()),
+            Some(Some(options.using_named_graphs.clone().unwrap_or_default())),
+        )
+    } else if let Some(u) = using {
+        (Some(u.default.clone()), Some(u.named.clone()))
+    } else {
+        (None, None)
+    };
     let saved = (ctx.default_graphs.clone(), ctx.named_graphs.clone());
     if let Some(default) = default {
         ctx.default_graphs = default
@@ -532,8 +535,8 @@ fn load(
         }
     }
     let input = Input::Path(path);
-    let (format, compression) =
-        input_format(&input, None).map_err(|e| QueryError::Update(format!("LOAD {source}: {e}")))?;
+    let (format, compression) = input_format(&input, None)
+        .map_err(|e| QueryError::Update(format!("LOAD {source}: {e}")))?;
     let reader = input
         .open(compression, Arc::new(AtomicU64::new(0)))
         .map_err(|e| QueryError::Update(format!("LOAD {source}: {e}")))?;

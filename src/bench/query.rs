@@ -129,7 +129,10 @@ fn bsbm_params(
                 _ => 0,
             })
         };
-        let label = column(store, &format!("SELECT ?l WHERE {{ {product} <{RDFS_LABEL}> ?l }}"))?;
+        let label = column(
+            store,
+            &format!("SELECT ?l WHERE {{ {product} <{RDFS_LABEL}> ?l }}"),
+        )?;
         if types.is_empty() || features.len() < 3 || label.is_empty() {
             continue;
         }
@@ -142,8 +145,14 @@ fn bsbm_params(
         m.insert("ProductFeature1", chosen[0].to_string());
         m.insert("ProductFeature2", chosen[1].to_string());
         m.insert("ProductFeature3", chosen[2].to_string());
-        m.insert("x", (num("productPropertyNumeric1")? - rng.random_range(0..50)).to_string());
-        m.insert("y", (num("productPropertyNumeric3")? + rng.random_range(0..50)).to_string());
+        m.insert(
+            "x",
+            (num("productPropertyNumeric1")? - rng.random_range(0..50)).to_string(),
+        );
+        m.insert(
+            "y",
+            (num("productPropertyNumeric3")? + rng.random_range(0..50)).to_string(),
+        );
         let word = match &label[0] {
             Term::Literal(l) => l
                 .value()
@@ -160,12 +169,16 @@ fn bsbm_params(
             "ReviewXYZ",
             reviews.choose(rng).context("no reviews")?.to_string(),
         );
-        let dates = column(store, &format!("SELECT ?d WHERE {{ {offer} <{BSBM}validFrom> ?d }}"))?;
+        let dates = column(
+            store,
+            &format!("SELECT ?d WHERE {{ {offer} <{BSBM}validFrom> ?d }}"),
+        )?;
         m.insert(
             "currentDate",
-            dates
-                .first()
-                .map_or_else(|| "\"2008-01-01T00:00:00\"^^<http://www.w3.org/2001/XMLSchema#dateTime>".into(), Term::to_string),
+            dates.first().map_or_else(
+                || "\"2008-01-01T00:00:00\"^^<http://www.w3.org/2001/XMLSchema#dateTime>".into(),
+                Term::to_string,
+            ),
         );
         return Ok(m);
     }
@@ -204,7 +217,10 @@ pub(super) fn bench_query(
         None => super::tempfile_dir()?,
     };
     std::fs::create_dir_all(&work)?;
-    println!("tern bench query — load average {} (start)", super::uptime());
+    println!(
+        "tern bench query — load average {} (start)",
+        super::uptime()
+    );
     println!(
         "each query: 1 warm-up run then {reps} timed runs per instantiation, in process (parse + plan + \
          evaluate + decode every row)"
@@ -225,7 +241,10 @@ fn bench_lubm(data: &Path, work: &Path, reps: usize) -> Result<()> {
     super::decompress(&data.join("lubm/lubm-10.nt.gz"), &lubm_nt)?;
     let lubm_store = work.join("lubm-10-store");
     let run = super::load_once(&lubm_store, &lubm_nt, true)?;
-    println!("\nLUBM-10: {} triples bulk-loaded in {:.2} s", run.triples, run.seconds);
+    println!(
+        "\nLUBM-10: {} triples bulk-loaded in {:.2} s",
+        run.triples, run.seconds
+    );
     let store = Store::open(&lubm_store)?;
     let mut stats = Vec::new();
     for i in 1..=14 {
@@ -250,9 +269,18 @@ fn bench_bsbm(data: &Path, work: &Path, reps: usize, mixes: usize) -> Result<()>
         run.triples, run.seconds
     );
     let store = Store::open(&bsbm_store)?;
-    let products = column(&store, &format!("SELECT ?p WHERE {{ ?p a <{BSBM}Product> }}"))?;
-    let offers = column(&store, &format!("SELECT ?o WHERE {{ ?o <{BSBM}product> ?p }}"))?;
-    let reviews = column(&store, &format!("SELECT ?r WHERE {{ ?r <{BSBM}reviewFor> ?p }}"))?;
+    let products = column(
+        &store,
+        &format!("SELECT ?p WHERE {{ ?p a <{BSBM}Product> }}"),
+    )?;
+    let offers = column(
+        &store,
+        &format!("SELECT ?o WHERE {{ ?o <{BSBM}product> ?p }}"),
+    )?;
+    let reviews = column(
+        &store,
+        &format!("SELECT ?r WHERE {{ ?r <{BSBM}reviewFor> ?p }}"),
+    )?;
     let mut rng = StdRng::seed_from_u64(42);
     let params: Vec<_> = (0..mixes)
         .map(|_| bsbm_params(&store, &mut rng, &products, &offers, &reviews))

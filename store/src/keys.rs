@@ -226,9 +226,6 @@ impl Index {
     }
 }
 
-/// The smallest byte string greater than every string starting with `prefix`, or `None` if there is none
-/// (all `0xFF`). Used as an exclusive iteration upper bound.
-
 /// Keys of the bitmap column family.
 pub mod bitmap_key {
     use super::TermId;
