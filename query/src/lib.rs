@@ -69,28 +69,26 @@ pub struct UpdateOptions {
     pub load_allow: Option<Vec<PathBuf>>,
 }
 
+fn parser(base_iri: Option<&str>) -> Result<spargebra::SparqlParser> {
+    let parser = spargebra::SparqlParser::new();
+    match base_iri {
+        None => Ok(parser),
+        Some(base) => parser
+            .with_base_iri(base)
+            .map_err(|e| QueryError::Syntax(format!("invalid base IRI <{base}>: {e}"))),
+    }
+}
+
 /// Parses a query; syntax errors carry the line and column.
 pub fn parse_query(text: &str, base_iri: Option<&str>) -> Result<Query> {
-    let mut parser = spargebra::SparqlParser::new();
-    if let Some(base) = base_iri {
-        parser = parser
-            .with_base_iri(base)
-            .map_err(|e| QueryError::Syntax(format!("invalid base IRI <{base}>: {e}")))?;
-    }
-    parser
+    parser(base_iri)?
         .parse_query(text)
         .map_err(|e| QueryError::Syntax(e.to_string()))
 }
 
 /// Parses an update request; syntax errors carry the line and column.
 pub fn parse_update(text: &str, base_iri: Option<&str>) -> Result<Update> {
-    let mut parser = spargebra::SparqlParser::new();
-    if let Some(base) = base_iri {
-        parser = parser
-            .with_base_iri(base)
-            .map_err(|e| QueryError::Syntax(format!("invalid base IRI <{base}>: {e}")))?;
-    }
-    parser
+    parser(base_iri)?
         .parse_update(text)
         .map_err(|e| QueryError::Syntax(e.to_string()))
 }

@@ -362,13 +362,15 @@ fn prepare(ctx: Ctx, pattern: &GraphPattern) -> Result<(Prepared, crate::plan::S
     Ok((Prepared { ctx, op, width }, scope))
 }
 
-/// Evaluates a parsed query.
-pub(crate) fn evaluate_query(
-    reader: Reader,
-    query: Query,
-    options: &QueryOptions,
-) -> Result<QueryResults> {
-    let (dataset, pattern, base) = match &query {
+/// The dataset, pattern and base IRI every query form has.
+fn parts(
+    query: &Query,
+) -> (
+    &Option<QueryDataset>,
+    &GraphPattern,
+    &Option<oxiri::Iri<String>>,
+) {
+    match query {
         Query::Select {
             dataset,
             pattern,
@@ -390,7 +392,16 @@ pub(crate) fn evaluate_query(
             pattern,
             base_iri,
         } => (dataset, pattern, base_iri),
-    };
+    }
+}
+
+/// Evaluates a parsed query.
+pub(crate) fn evaluate_query(
+    reader: Reader,
+    query: Query,
+    options: &QueryOptions,
+) -> Result<QueryResults> {
+    let (dataset, pattern, base) = parts(&query);
     let mut ctx = new_ctx(
         reader,
         options,
@@ -596,29 +607,7 @@ pub(crate) fn explain_query(
     query: Query,
     options: &QueryOptions,
 ) -> Result<String> {
-    let (dataset, pattern, base) = match &query {
-        Query::Select {
-            dataset,
-            pattern,
-            base_iri,
-        }
-        | Query::Ask {
-            dataset,
-            pattern,
-            base_iri,
-        }
-        | Query::Construct {
-            dataset,
-            pattern,
-            base_iri,
-            ..
-        }
-        | Query::Describe {
-            dataset,
-            pattern,
-            base_iri,
-        } => (dataset, pattern, base_iri),
-    };
+    let (dataset, pattern, base) = parts(&query);
     let mut ctx = new_ctx(
         reader,
         options,
