@@ -95,6 +95,43 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Serve the store over HTTP: SPARQL Protocol, Graph Store Protocol, query page, metrics.
+    Serve {
+        /// Store directory (created if missing).
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// Address to listen on (loopback by default; use 0.0.0.0:PORT to expose it).
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        bind: std::net::SocketAddr,
+        /// Token that updates and Graph Store writes must present as `Authorization: Bearer <token>`
+        /// (also read from TERN_WRITE_TOKEN).
+        #[arg(long, env = "TERN_WRITE_TOKEN")]
+        write_token: Option<String>,
+        /// Serve queries only; every write gets 403.
+        #[arg(long)]
+        read_only: bool,
+        /// Query and update timeout in seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// Queries evaluated at once; more get 503 with Retry-After.
+        #[arg(long, default_value_t = 64)]
+        max_concurrent: usize,
+        /// Per-client rate limit in requests per second (token bucket, burst = 2x); off by default.
+        #[arg(long)]
+        rate_limit: Option<f64>,
+        /// Largest request body, e.g. 256M or 4G.
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        body_limit: usize,
+        /// Allow CORS from this origin (repeatable); CORS is off without it.
+        #[arg(long = "cors")]
+        cors: Vec<String>,
+        /// Directory `LOAD <file:...>` may read from (repeatable); LOAD of files is refused without it.
+        #[arg(long = "load-allow")]
+        load_allow: Vec<PathBuf>,
+        /// Seconds to let in-flight requests finish after SIGTERM / Ctrl-C.
+        #[arg(long, default_value_t = 10.0)]
+        grace: f64,
+    },
     /// Run a SPARQL query.
     Query {
         /// Store directory.
@@ -161,11 +198,20 @@ enum Command {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The server logs each request (with its id) by default; other commands only warn unless RUST_LOG says.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,tern_server=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
         .with_writer(io::stderr)
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    if let Err(e) = run(cli) {
         // A closed pipe (`tern dump ... | head`) is the reader's choice, not an error.
         if e.chain().any(|c| {
             c.downcast_ref::<io::Error>()
@@ -211,6 +257,49 @@ fn run(cli: Cli) -> Result<()> {
             load(&location, &files, &options, mode, max_memory, threads)
         }
         Command::Bench { which } => tern::bench::run(which),
+        Command::Serve {
+            location,
+            bind,
+            write_token,
+            read_only,
+            timeout,
+            max_concurrent,
+            rate_limit,
+            body_limit,
+            cors,
+            load_allow,
+            grace,
+        } => {
+            let store = if read_only {
+                Store::open_read_only(&location)?
+            } else {
+                Store::open(&location)?
+            };
+            let quads = store.reader().len()?;
+            let config = tern::server::ServerConfig {
+                bind,
+                write_token,
+                read_only,
+                query_timeout: Duration::from_secs_f64(timeout),
+                max_concurrent_queries: max_concurrent,
+                rate_limit: rate_limit.map(|r| (r, (2.0 * r).max(1.0))),
+                body_limit,
+                cors_origins: cors,
+                load_allow,
+                shutdown_grace: Duration::from_secs_f64(grace),
+            };
+            let server =
+                tern::server::ServerHandle::start_with_signals(std::sync::Arc::new(store), config)?;
+            eprintln!(
+                "serving {} ({quads} quads) on http://{} — query page at /, SPARQL at /sparql, \
+                 Graph Store at /store; Ctrl-C stops",
+                location.display(),
+                server.addr()
+            );
+            server.join()?;
+            eprintln!("stopped");
+            Ok(())
+        }
         Command::Query {
             location,
             query,

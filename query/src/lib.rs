@@ -36,7 +36,7 @@ use tern_store::Store;
 
 pub use error::{QueryError, Result};
 pub use results::{QueryResults, QuerySolution, ResultFormat, Solutions, Triples};
-pub use spargebra::{Query, Update};
+pub use spargebra::{GraphUpdateOperation, Query, Update};
 
 /// Options of one query.
 #[derive(Clone, Default, Debug)]

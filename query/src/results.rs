@@ -193,6 +193,26 @@ impl Solutions {
     }
 }
 
+impl Solutions {
+    /// Evaluates up to the first solution, so an error that happens before any row (a timeout in a sort, a
+    /// failure in the first scan) is returned here, where a server can still answer with an error status.
+    pub fn prefetch(&mut self) -> Result<()> {
+        if self.ready.is_empty() && !self.done && self.failed.is_none() {
+            self.fill()?;
+        }
+        match self.failed.take() {
+            Some(e) if self.ready.is_empty() => {
+                self.done = true;
+                Err(e)
+            }
+            other => {
+                self.failed = other;
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Iterator for Solutions {
     type Item = Result<QuerySolution>;
 
@@ -219,12 +239,48 @@ impl Iterator for Solutions {
 /// A stream of triples.
 pub struct Triples {
     inner: Box<dyn Iterator<Item = Result<Triple>>>,
+    peeked: Option<Triple>,
+}
+
+impl Triples {
+    fn new(inner: Box<dyn Iterator<Item = Result<Triple>>>) -> Triples {
+        Triples {
+            inner,
+            peeked: None,
+        }
+    }
+
+    /// Evaluates up to the first triple (see [`Solutions::prefetch`]).
+    pub fn prefetch(&mut self) -> Result<()> {
+        if self.peeked.is_none() {
+            match self.inner.next() {
+                Some(Ok(t)) => self.peeked = Some(t),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Iterator for Triples {
     type Item = Result<Triple>;
     fn next(&mut self) -> Option<Result<Triple>> {
+        if let Some(t) = self.peeked.take() {
+            return Some(Ok(t));
+        }
         self.inner.next()
+    }
+}
+
+impl QueryResults {
+    /// Evaluates up to the first solution or triple; see [`Solutions::prefetch`].
+    pub fn prefetch(&mut self) -> Result<()> {
+        match self {
+            QueryResults::Solutions(s) => s.prefetch(),
+            QueryResults::Graph(t) => t.prefetch(),
+            QueryResults::Boolean(_) => Ok(()),
+        }
     }
 }
 
@@ -488,15 +544,13 @@ pub(crate) fn evaluate_query(
             let nb = bnodes.len();
             let mut prepared = prepared;
             prepared.width = prepared.width.max(scope.vars.len());
-            Ok(QueryResults::Graph(Triples {
-                inner: Box::new(ConstructIter {
+            Ok(QueryResults::Graph(Triples::new(Box::new(ConstructIter {
                     stream: RowStream::start(prepared),
                     template: compiled,
                     bnodes: nb,
                     buffer: VecDeque::new(),
                     seen: HashSet::new(),
-                }),
-            }))
+                }))))
         }
         Query::Describe { .. } => {
             let mut stream = RowStream::start(prepared);
@@ -510,9 +564,9 @@ pub(crate) fn evaluate_query(
                 }
             }
             let triples = describe(stream.borrow_owner(), resources)?;
-            Ok(QueryResults::Graph(Triples {
-                inner: Box::new(triples.into_iter().map(Ok)),
-            }))
+            Ok(QueryResults::Graph(Triples::new(Box::new(
+                triples.into_iter().map(Ok),
+            ))))
         }
     }
 }
