@@ -210,6 +210,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     if let Err(e) = run(cli) {
         // A closed pipe (`tern dump ... | head`) is the reader's choice, not an error.
