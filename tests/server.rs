@@ -431,3 +431,67 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 fn reply_status(url: &str) -> Option<u16> {
     agent().get(url).call().ok().map(|r| r.status().as_u16())
 }
+
+#[test]
+fn readers_see_whole_writes_while_a_writer_runs() {
+    let (_dir, server, base) = start(ServerConfig::default());
+    const BATCH: usize = 500;
+    const WRITES: usize = 20;
+    let writer_base = base.clone();
+    let writer = std::thread::spawn(move || {
+        let a = agent();
+        for w in 0..WRITES {
+            let mut body = String::from("INSERT DATA {");
+            for i in 0..BATCH {
+                body.push_str(&format!(" <http://e/s{w}_{i}> <http://e/p> {i} ."));
+            }
+            body.push('}');
+            let r = reply(
+                a.post(format!("{writer_base}/update"))
+                    .header("Content-Type", "application/sparql-update")
+                    .send(&body),
+            );
+            assert_eq!(r.status, 204, "{}", r.body);
+        }
+    });
+    let q = format!(
+        "{base}/sparql?query={}",
+        enc("SELECT (COUNT(*) AS ?n) WHERE { ?s <http://e/p> ?o }")
+    );
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut seen = Vec::new();
+                loop {
+                    let r = reply(
+                        a.get(&q)
+                            .header("Accept", "text/tab-separated-values")
+                            .call(),
+                    );
+                    assert_eq!(r.status, 200);
+                    let n: usize = r
+                        .body
+                        .lines()
+                        .nth(1)
+                        .map(|l| l.trim_matches('"').split('"').next().unwrap_or(""))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("count in {}", r.body));
+                    // A snapshot holds whole transactions only.
+                    assert_eq!(n % BATCH, 0, "a reader saw half a write: {n}");
+                    seen.push(n);
+                    if n == BATCH * WRITES {
+                        return seen;
+                    }
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        let seen = r.join().unwrap();
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "counts went back: {seen:?}");
+    }
+    server.shutdown();
+}
