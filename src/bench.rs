@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::loaders::{self, Format, Input, LoadOptions};
 
 mod query;
+mod serve;
 
 /// Benchmarks.
 #[derive(clap::Subcommand)]
@@ -51,6 +52,25 @@ pub enum Bench {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The HTTP server on loopback under N concurrent clients sending the BSBM explore mix: throughput,
+    /// latency percentiles, errors and memory.
+    Serve {
+        /// The shared data directory (with bsbm/).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where to put the decompressed input and the store (default: a temporary directory).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Concurrent client threads, each with one keep-alive connection.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// How long the clients send requests.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// BSBM parameter sets (query mixes) the clients cycle through.
+        #[arg(long, default_value_t = 20)]
+        mixes: usize,
+    },
 }
 
 /// Runs a benchmark.
@@ -70,6 +90,13 @@ pub fn run(bench: Bench) -> Result<()> {
             mixes,
             only,
         } => query::bench_query(&data, work, reps.max(1), mixes.max(1), only.as_deref()),
+        Bench::Serve {
+            data,
+            work,
+            clients,
+            seconds,
+            mixes,
+        } => serve::bench_serve(&data, work, clients, seconds, mixes.max(1)),
     }
 }
 

@@ -113,9 +113,13 @@ enum Command {
         /// Query and update timeout in seconds.
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
-        /// Queries evaluated at once; more get 503 with Retry-After.
-        #[arg(long, default_value_t = 64)]
-        max_concurrent: usize,
+        /// Queries evaluated at once (default: twice the cores); more wait up to --queue-wait seconds,
+        /// then get 503 with Retry-After.
+        #[arg(long)]
+        max_concurrent: Option<usize>,
+        /// Seconds a query may wait for an evaluation slot.
+        #[arg(long, default_value_t = 2.0)]
+        queue_wait: f64,
         /// Per-client rate limit in requests per second (token bucket, burst = 2x); off by default.
         #[arg(long)]
         rate_limit: Option<f64>,
@@ -265,6 +269,7 @@ fn run(cli: Cli) -> Result<()> {
             read_only,
             timeout,
             max_concurrent,
+            queue_wait,
             rate_limit,
             body_limit,
             cors,
@@ -282,7 +287,9 @@ fn run(cli: Cli) -> Result<()> {
                 write_token,
                 read_only,
                 query_timeout: Duration::from_secs_f64(timeout),
-                max_concurrent_queries: max_concurrent,
+                max_concurrent_queries: max_concurrent
+                    .unwrap_or(tern::server::ServerConfig::default().max_concurrent_queries),
+                queue_wait: Duration::from_secs_f64(queue_wait),
                 rate_limit: rate_limit.map(|r| (r, (2.0 * r).max(1.0))),
                 body_limit,
                 cors_origins: cors,

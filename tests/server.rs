@@ -308,6 +308,7 @@ fn limits_body_concurrency_rate_and_timeout() {
     // Concurrency: one query slot, taken by a slow query; the next gets 503 with Retry-After.
     let (_dir, server, base) = start(ServerConfig {
         max_concurrent_queries: 1,
+        queue_wait: Duration::from_millis(200),
         ..ServerConfig::default()
     });
     let slow_url = format!("{base}/sparql?query={}", enc(SLOW));
@@ -491,7 +492,10 @@ fn readers_see_whole_writes_while_a_writer_runs() {
     writer.join().unwrap();
     for r in readers {
         let seen = r.join().unwrap();
-        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "counts went back: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "counts went back: {seen:?}"
+        );
     }
     server.shutdown();
 }

@@ -28,24 +28,24 @@
 //! Everything above the `engine` module at the end is engine-independent (it was validated against
 //! Oxigraph's `spareval` as a stand-in engine); `engine` is the only part that talks to tern.
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::BufReader;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oxrdf::dataset::CanonicalizationAlgorithm;
 use oxrdf::{
-    BlankNode, Dataset, Graph, GraphName, Literal, NamedNode, NamedOrBlankNode, Quad, Term, Triple,
+    BlankNode, Dataset, Graph, GraphName, Literal, NamedNode, NamedOrBlankNode, Term, Triple,
     Variable,
 };
-use oxrdfio::{RdfFormat, RdfParser};
 use sparesults::{QueryResultsFormat, QueryResultsParser, ReaderQueryResultsParserOutput};
 use spargebra::algebra::{Expression, GraphPattern, OrderExpression};
 use spargebra::Query;
+
+mod common;
+use common::{
+    blank_bnodes, entry_iri, graph_data, group_name, local_name, local_path, parse_rdf, read_text,
+    truncate, GraphData, ManifestFile, Outcome, DAWGT, MF, QT, RDF, UT,
+};
 
 /// Tests allowed to fail, with the reason (exact test IRIs).
 const SKIP: &[(&str, &str)] = &[
@@ -77,150 +77,8 @@ const MANIFESTS: &[&str] = &[
     "http://www.w3.org/2001/sw/DataAccess/tests/data-r2/extended-manifest-evaluation.ttl",
 ];
 
-/// IRI prefixes used by the manifests and the folders they stand for.
-const PREFIXES: &[(&str, &str)] = &[
-    (
-        "http://www.w3.org/2009/sparql/docs/tests/data-sparql11/",
-        "sparql/sparql11/",
-    ),
-    (
-        "http://www.w3.org/2001/sw/DataAccess/tests/data-r2/",
-        "sparql/sparql10/",
-    ),
-    ("https://w3c.github.io/rdf-tests/", ""),
-];
-
-const RDF: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
-const RDFS: &str = "http://www.w3.org/2000/01/rdf-schema#";
-const MF: &str = "http://www.w3.org/2001/sw/DataAccess/tests/test-manifest#";
-const QT: &str = "http://www.w3.org/2001/sw/DataAccess/tests/test-query#";
-const UT: &str = "http://www.w3.org/2009/sparql/tests/test-update#";
-const DAWGT: &str = "http://www.w3.org/2001/sw/DataAccess/tests/test-dawg#";
 const RS: &str = "http://www.w3.org/2001/sw/DataAccess/tests/result-set#";
 const XSD: &str = "http://www.w3.org/2001/XMLSchema#";
-
-fn rdf_tests_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rdf-tests")
-}
-
-/// The local file of a test-suite IRI, if the IRI is inside the suite.
-fn local_path(iri: &str) -> Option<PathBuf> {
-    let iri = iri.split('#').next().unwrap_or(iri);
-    PREFIXES.iter().find_map(|(prefix, dir)| {
-        iri.strip_prefix(prefix)
-            .map(|rest| rdf_tests_root().join(dir).join(rest))
-    })
-}
-
-fn read_text(iri: &str) -> Result<String, String> {
-    let path = local_path(iri).ok_or_else(|| format!("{iri} is not a test-suite file"))?;
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn rdf_format_of(iri: &str) -> Result<RdfFormat, String> {
-    let ext = iri.rsplit('.').next().unwrap_or_default();
-    RdfFormat::from_extension(ext).ok_or_else(|| format!("unknown RDF syntax of {iri}"))
-}
-
-/// Parses a suite file with base IRI = its own IRI and blank nodes renamed apart.
-fn parse_rdf(iri: &str, graph: GraphName) -> Result<Vec<Quad>, String> {
-    let path = local_path(iri).ok_or_else(|| format!("{iri} is not a test-suite file"))?;
-    let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    RdfParser::from_format(rdf_format_of(iri)?)
-        .with_base_iri(iri)
-        .map_err(|e| e.to_string())?
-        .with_default_graph(graph)
-        .rename_blank_nodes()
-        .for_reader(BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{iri}: {e}"))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Manifests
-
-/// The triples of one manifest file, by subject.
-struct ManifestFile {
-    triples: HashMap<NamedOrBlankNode, Vec<(NamedNode, Term)>>,
-}
-
-impl ManifestFile {
-    fn load(iri: &str) -> Result<ManifestFile, String> {
-        let mut triples: HashMap<NamedOrBlankNode, Vec<(NamedNode, Term)>> = HashMap::new();
-        for q in parse_rdf(iri, GraphName::DefaultGraph)? {
-            triples
-                .entry(q.subject)
-                .or_default()
-                .push((q.predicate, q.object));
-        }
-        Ok(ManifestFile { triples })
-    }
-
-    fn objects(&self, s: &NamedOrBlankNode, p: &str) -> Vec<Term> {
-        self.triples
-            .get(s)
-            .map(|v| {
-                v.iter()
-                    .filter(|(q, _)| q.as_str() == p)
-                    .map(|(_, o)| o.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn object(&self, s: &NamedOrBlankNode, p: &str) -> Option<Term> {
-        self.objects(s, p).into_iter().next()
-    }
-
-    fn iri(&self, s: &NamedOrBlankNode, p: &str) -> Option<String> {
-        match self.object(s, p) {
-            Some(Term::NamedNode(n)) => Some(n.into_string()),
-            _ => None,
-        }
-    }
-
-    fn iris(&self, s: &NamedOrBlankNode, p: &str) -> Vec<String> {
-        self.objects(s, p)
-            .into_iter()
-            .filter_map(|t| match t {
-                Term::NamedNode(n) => Some(n.into_string()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn literal(&self, s: &NamedOrBlankNode, p: &str) -> Option<String> {
-        match self.object(s, p) {
-            Some(Term::Literal(l)) => Some(l.value().to_owned()),
-            _ => None,
-        }
-    }
-
-    fn list(&self, head: Option<Term>) -> Vec<Term> {
-        let mut out = Vec::new();
-        let mut node = head;
-        while let Some(Term::BlankNode(b)) = node {
-            let b: NamedOrBlankNode = b.into();
-            if let Some(first) = self.object(&b, &format!("{RDF}first")) {
-                out.push(first);
-            }
-            node = self.object(&b, &format!("{RDF}rest"));
-        }
-        out
-    }
-
-    fn node(t: Term) -> Option<NamedOrBlankNode> {
-        match t {
-            Term::NamedNode(n) => Some(n.into()),
-            Term::BlankNode(b) => Some(b.into()),
-            _ => None,
-        }
-    }
-}
-
-/// A named graph to load: (graph IRI, file IRI).
-type GraphData = (String, String);
 
 #[derive(Default)]
 struct TestCase {
@@ -249,106 +107,41 @@ struct Group {
     tests: Vec<TestCase>,
 }
 
-fn group_name(manifest_iri: &str) -> String {
-    let mut rel = manifest_iri.to_owned();
-    for (prefix, dir) in PREFIXES {
-        if let Some(rest) = manifest_iri.strip_prefix(prefix) {
-            rel = format!("{dir}{rest}");
-            break;
-        }
-    }
-    let rel = rel.strip_prefix("sparql/").unwrap_or(&rel);
-    rel.strip_suffix("/manifest.ttl")
-        .unwrap_or(rel)
-        .trim_end_matches(".ttl")
-        .to_owned()
-}
-
-/// `ut:graphData` / `qt:graphData`: an IRI (named by itself) or a node with `ut:graph` + `rdfs:label`.
-fn graph_data(m: &ManifestFile, node: &NamedOrBlankNode, p: &str) -> Vec<GraphData> {
-    m.objects(node, p)
-        .into_iter()
-        .filter_map(|t| match t {
-            Term::NamedNode(n) => Some((n.as_str().to_owned(), n.into_string())),
-            Term::BlankNode(b) => {
-                let b: NamedOrBlankNode = b.into();
-                let file = m
-                    .iri(&b, &format!("{UT}graph"))
-                    .or_else(|| m.iri(&b, &format!("{QT}graph")))?;
-                let name = m
-                    .literal(&b, &format!("{RDFS}label"))
-                    .unwrap_or(file.clone());
-                Some((name, file))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
+/// Collects the tests of `iri` and every manifest it includes, one group per manifest with entries.
 fn walk_manifest(
     iri: &str,
     groups: &mut Vec<Group>,
     seen_manifests: &mut HashSet<String>,
     seen_tests: &mut HashSet<String>,
 ) -> Result<(), String> {
-    if !seen_manifests.insert(iri.to_owned()) {
-        return Ok(());
-    }
-    let m = ManifestFile::load(iri)?;
-    // The manifest node: `<>` in most files, a blank node (`[] a mf:Manifest`) in some SPARQL 1.0 ones.
-    let me: NamedOrBlankNode = NamedNode::new(iri).map_err(|e| e.to_string())?.into();
-    let mut nodes = vec![me.clone()];
-    let manifest_type = Term::from(NamedNode::new_unchecked(format!("{MF}Manifest")));
-    let mut typed: Vec<&NamedOrBlankNode> = m
-        .triples
-        .iter()
-        .filter(|(s, po)| {
-            **s != me
-                && po
-                    .iter()
-                    .any(|(p, o)| p.as_str() == format!("{RDF}type") && *o == manifest_type)
-        })
-        .map(|(s, _)| s)
-        .collect();
-    typed.sort_by_key(|s| s.to_string());
-    nodes.extend(typed.into_iter().cloned());
-    for node in &nodes {
-        for inc in m.list(m.object(node, &format!("{MF}include"))) {
-            if let Term::NamedNode(n) = inc {
-                walk_manifest(n.as_str(), groups, seen_manifests, seen_tests)?;
-            }
-        }
-    }
-    let entries: Vec<Term> = nodes
-        .iter()
-        .flat_map(|node| m.list(m.object(node, &format!("{MF}entries"))))
-        .collect();
-    if entries.is_empty() {
-        return Ok(());
-    }
+    common::walk_manifests(iri, seen_manifests, &mut |iri, m, entries| {
+        groups.push(manifest_group(iri, m, entries, seen_tests));
+        Ok(())
+    })
+}
+
+fn manifest_group(
+    iri: &str,
+    m: &ManifestFile,
+    entries: Vec<Term>,
+    seen_tests: &mut HashSet<String>,
+) -> Group {
     let group = group_name(iri);
     let mut tests = Vec::new();
     for entry in entries {
         let Some(node) = ManifestFile::node(entry) else {
             continue;
         };
-        let test_iri = match &node {
-            NamedOrBlankNode::NamedNode(n) => n.as_str().to_owned(),
-            NamedOrBlankNode::BlankNode(b) => format!("{iri}#_:{}", b.as_str()),
-        };
+        let test_iri = entry_iri(iri, &node);
         if !seen_tests.insert(test_iri.clone()) {
             continue;
         }
-        let local = |t: Option<String>| {
-            t.map(|s| s.rsplit(['#', '/']).next().unwrap_or_default().to_owned())
-                .unwrap_or_default()
-        };
         let mut test = TestCase {
             iri: test_iri,
             name: m.literal(&node, &format!("{MF}name")).unwrap_or_default(),
-            kind: local(m.iri(&node, &format!("{RDF}type"))),
+            kind: local_name(m.iri(&node, &format!("{RDF}type"))),
             group: group.clone(),
-            approval: local(m.iri(&node, &format!("{DAWGT}approval"))),
+            approval: local_name(m.iri(&node, &format!("{DAWGT}approval"))),
             lax_cardinality: m.iri(&node, &format!("{MF}resultCardinality"))
                 == Some(format!("{MF}LaxCardinality")),
             ..TestCase::default()
@@ -361,9 +154,9 @@ fn walk_manifest(
                 test.request = m.iri(&a, &format!("{UT}request"));
                 test.data = m.iris(&a, &format!("{QT}data"));
                 test.data.extend(m.iris(&a, &format!("{UT}data")));
-                test.graph_data = graph_data(&m, &a, &format!("{QT}graphData"));
+                test.graph_data = graph_data(m, &a, &format!("{QT}graphData"));
                 test.graph_data
-                    .extend(graph_data(&m, &a, &format!("{UT}graphData")));
+                    .extend(graph_data(m, &a, &format!("{UT}graphData")));
                 test.service_data = !m.objects(&a, &format!("{QT}serviceData")).is_empty();
             }
             _ => {}
@@ -373,14 +166,13 @@ fn walk_manifest(
             Some(Term::BlankNode(b)) => {
                 let r: NamedOrBlankNode = b.into();
                 test.result_data = m.iris(&r, &format!("{UT}data"));
-                test.result_graph_data = graph_data(&m, &r, &format!("{UT}graphData"));
+                test.result_graph_data = graph_data(m, &r, &format!("{UT}graphData"));
             }
             _ => {}
         }
         tests.push(test);
     }
-    groups.push(Group { name: group, tests });
-    Ok(())
+    Group { name: group, tests }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -945,39 +737,6 @@ fn row_string(row: &Row, vars: Option<&[Variable]>) -> String {
     out
 }
 
-/// Replaces blank node labels (`_:xyz`) by `_:` so diffs are not polluted by labels.
-fn blank_bnodes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    let mut in_string = false;
-    let mut prev = ' ';
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '"' && prev != '\\' {
-            in_string = !in_string;
-        }
-        if !in_string && c == '_' && chars.peek() == Some(&':') {
-            out.push(chars.next().unwrap_or(':'));
-            while chars
-                .peek()
-                .is_some_and(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
-            {
-                chars.next();
-            }
-        }
-        prev = c;
-    }
-    out
-}
-
-fn truncate(s: String) -> String {
-    if s.chars().count() > 300 {
-        format!("{}...", s.chars().take(300).collect::<String>())
-    } else {
-        s
-    }
-}
-
 /// Lines only in `expected` / only in `actual` (multiset difference), or the heads of both when the
 /// multisets agree (an order or blank-node-structure difference).
 fn lines_diff(expected: Vec<String>, actual: Vec<String>, ordered: bool) -> String {
@@ -1197,12 +956,6 @@ fn compare_table(expected: &str, actual: &str, tsv: bool, ordered: bool) -> Resu
 // ---------------------------------------------------------------------------------------------------
 // Running tests
 
-enum Outcome {
-    Pass,
-    Fail(String),
-    Skip(String),
-}
-
 fn load_into(
     store: &engine::TestStore,
     file: &str,
@@ -1403,43 +1156,9 @@ fn run_test(test: &TestCase) -> Outcome {
     }
 }
 
-thread_local! {
-    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-fn run_caught(test: &TestCase) -> Outcome {
-    PANIC.with(|p| p.borrow_mut().take());
-    match catch_unwind(AssertUnwindSafe(|| run_test(test))) {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Fail(format!(
-            "panicked: {}",
-            PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| "?".into())
-        )),
-    }
-}
-
 fn main() {
-    std::panic::set_hook(Box::new(|info| {
-        let msg = match info.payload().downcast_ref::<&str>() {
-            Some(s) => (*s).to_owned(),
-            None => info
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_default(),
-        };
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{at}")));
-    }));
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    common::install_panic_hook();
+    let filters = common::filters();
 
     let mut groups = Vec::new();
     let (mut seen_manifests, mut seen_tests) = (HashSet::new(), HashSet::new());
@@ -1450,12 +1169,7 @@ fn main() {
         }
     }
 
-    let skip: HashMap<&str, &str> = SKIP.iter().copied().collect();
-    let mut used_skips = BTreeSet::new();
-    let (mut total_passed, mut total_failed, mut total_skipped) = (0, 0, 0);
-    let mut failures = Vec::new();
-    let mut stale = Vec::new();
-    let mut skip_reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut tally = common::Tally::new(SKIP);
     for group in &groups {
         let tests: Vec<&TestCase> = group
             .tests
@@ -1465,60 +1179,14 @@ fn main() {
         if tests.is_empty() {
             continue;
         }
-        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
         for test in tests {
-            match run_caught(test) {
-                Outcome::Pass => {
-                    passed += 1;
-                    if skip.contains_key(test.iri.as_str()) {
-                        stale.push(test.iri.clone());
-                    }
-                }
-                Outcome::Skip(reason) => {
-                    skipped += 1;
-                    *skip_reasons.entry(reason).or_insert(0usize) += 1;
-                }
-                Outcome::Fail(e) => {
-                    if let Some(reason) = skip.get(test.iri.as_str()) {
-                        used_skips.insert(test.iri.as_str());
-                        skipped += 1;
-                        *skip_reasons
-                            .entry(format!("SKIP: {reason}"))
-                            .or_insert(0usize) += 1;
-                    } else {
-                        failed += 1;
-                        failures.push(format!(
-                            "FAILED {} ({}, {})\n  {}",
-                            test.iri,
-                            test.name,
-                            test.kind,
-                            e.replace('\n', "\n  ")
-                        ));
-                    }
-                }
-            }
+            let outcome = common::run_caught(|| run_test(test));
+            let title = format!("{} ({}, {})", test.iri, test.name, test.kind);
+            tally.record(&test.iri, &title, outcome);
         }
-        println!(
-            "{}: {passed} passed, {failed} failed, {skipped} skipped",
-            group.name
-        );
-        total_passed += passed;
-        total_failed += failed;
-        total_skipped += skipped;
+        tally.end_group(&group.name);
     }
-    for f in &failures {
-        println!("{f}");
-    }
-    for s in &stale {
-        println!("note: {s} is in SKIP but passes; remove it from the list");
-    }
-    if filters.is_empty() {
-        for (iri, _) in SKIP {
-            if !seen_tests.contains(*iri) {
-                println!("note: SKIP entry {iri} names no test in the manifests");
-            }
-        }
-    }
+    tally.print_failures(&seen_tests, !filters.is_empty());
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for t in groups.iter().flat_map(|g| &g.tests) {
         *kinds.entry(t.kind.as_str()).or_default() += 1;
@@ -1531,17 +1199,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (reason, n) in &skip_reasons {
-        println!("skipped {n}: {reason}");
-    }
-    println!(
-        "({total_skipped} skipped, {} of them via SKIP)",
-        used_skips.len()
-    );
-    println!("{total_passed} passed, {total_failed} failed");
-    if total_failed > 0 {
-        std::process::exit(1);
-    }
+    tally.finish()
 }
 // ---------------------------------------------------------------------------------------------------
 // Engine adapter: everything above is engine-independent; this module is the only part that talks to tern.

@@ -99,6 +99,11 @@ pub fn query(store: &Store, text: &str, options: QueryOptions) -> Result<QueryRe
     results::evaluate_query(store.reader(), parsed, &options)
 }
 
+/// Evaluates an already parsed query (servers parse first to negotiate the response format).
+pub fn query_parsed(store: &Store, query: Query, options: &QueryOptions) -> Result<QueryResults> {
+    results::evaluate_query(store.reader(), query, options)
+}
+
 /// Describes the physical plan of a query, with estimated and actual rows and time per operator.
 pub fn explain(store: &Store, text: &str, options: QueryOptions) -> Result<String> {
     let parsed = parse_query(text, options.base_iri.as_deref())?;
@@ -109,6 +114,11 @@ pub fn explain(store: &Store, text: &str, options: QueryOptions) -> Result<Strin
 pub fn update(store: &Store, text: &str, options: UpdateOptions) -> Result<()> {
     let parsed = parse_update(text, options.base_iri.as_deref())?;
     update::execute(store, &parsed, &options)
+}
+
+/// Applies an already parsed update request atomically.
+pub fn update_parsed(store: &Store, update: &Update, options: &UpdateOptions) -> Result<()> {
+    update::execute(store, update, options)
 }
 
 /// SPARQL methods on [`Store`], for programs that embed tern.

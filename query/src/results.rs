@@ -545,12 +545,12 @@ pub(crate) fn evaluate_query(
             let mut prepared = prepared;
             prepared.width = prepared.width.max(scope.vars.len());
             Ok(QueryResults::Graph(Triples::new(Box::new(ConstructIter {
-                    stream: RowStream::start(prepared),
-                    template: compiled,
-                    bnodes: nb,
-                    buffer: VecDeque::new(),
-                    seen: HashSet::new(),
-                }))))
+                stream: RowStream::start(prepared),
+                template: compiled,
+                bnodes: nb,
+                buffer: VecDeque::new(),
+                seen: HashSet::new(),
+            }))))
         }
         Query::Describe { .. } => {
             let mut stream = RowStream::start(prepared);

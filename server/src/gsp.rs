@@ -39,8 +39,24 @@ impl Target {
     }
 }
 
-/// The graph a request names; `None` when it names none.
-fn target(uri: &Uri) -> Result<Option<Target>, Response> {
+/// The graph a request names; `None` when it names none. Under `/store/...` the request's own IRI is the
+/// graph (direct identification); on `/store` itself `?graph=IRI` or `?default` name it (indirect).
+fn target(uri: &Uri, headers: &HeaderMap) -> Result<Option<Target>, Response> {
+    if uri.path().len() > "/store/".len() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        let iri = format!("http://{host}{}", uri.path());
+        return NamedNode::new(iri.clone())
+            .map(|n| Some(Target::Named(n)))
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("<{iri}> is not an IRI: {e}"),
+                )
+            });
+    }
     let params = parse_pairs(uri.query().unwrap_or("").as_bytes());
     let default = params.iter().any(|(k, _)| k == "default");
     match (first(&params, "graph"), default) {
@@ -48,12 +64,14 @@ fn target(uri: &Uri) -> Result<Option<Target>, Response> {
             StatusCode::BAD_REQUEST,
             "give either ?graph=IRI or ?default, not both",
         )),
-        (Some(g), false) => NamedNode::new(g).map(|n| Some(Target::Named(n))).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("?graph=<{g}> is not a valid IRI: {e}"),
-            )
-        }),
+        (Some(g), false) => NamedNode::new(g)
+            .map(|n| Some(Target::Named(n)))
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("?graph=<{g}> is not a valid IRI: {e}"),
+                )
+            }),
         (None, true) => Ok(Some(Target::Default)),
         (None, false) => Ok(None),
     }
@@ -73,8 +91,8 @@ fn graph_exists(store: &Store, target: &Target) -> Result<bool, Response> {
     }
 }
 
-fn required(uri: &Uri) -> Result<Target, Response> {
-    target(uri)?.ok_or_else(|| {
+fn required(uri: &Uri, headers: &HeaderMap) -> Result<Target, Response> {
+    target(uri, headers)?.ok_or_else(|| {
         error(
             StatusCode::BAD_REQUEST,
             "name the graph with ?graph=IRI or ?default",
@@ -93,7 +111,7 @@ pub(crate) async fn head(State(state): State<Shared>, uri: Uri, headers: HeaderM
 }
 
 async fn read(state: Shared, uri: Uri, headers: HeaderMap, with_body: bool) -> Response {
-    let target = match required(&uri) {
+    let target = match required(&uri, &headers) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -133,7 +151,7 @@ pub(crate) async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let target = match required(&uri) {
+    let target = match required(&uri, &headers) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -147,7 +165,7 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match target(&uri) {
+    match target(&uri, &headers) {
         Ok(Some(t)) => write(state, t, headers, body, false, None).await,
         Ok(None) => {
             let host = headers
@@ -177,7 +195,7 @@ pub(crate) async fn delete(State(state): State<Shared>, uri: Uri, headers: Heade
     if let Err(r) = check_write(&state, &headers) {
         return r;
     }
-    let target = match required(&uri) {
+    let target = match required(&uri, &headers) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -215,40 +233,46 @@ async fn write(
     if let Err(r) = check_write(&state, &headers) {
         return r;
     }
-    let Some(content_type) = headers
+    let Some(raw_type) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(media_type)
+        .map(str::to_owned)
     else {
         return error(
             StatusCode::BAD_REQUEST,
             "missing Content-Type: say which RDF syntax the body is in (e.g. text/turtle)",
         );
     };
-    let Some(format) = Format::from_name(&content_type) else {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "unsupported Content-Type {content_type}: send text/turtle, application/n-triples, \
-                 application/n-quads, application/trig, application/rdf+xml or application/ld+json"
-            ),
-        );
-    };
-    let file = match spool(body, state.config.body_limit, format).await {
-        Ok(f) => f,
-        Err(r) => return r,
+    let content_type = media_type(&raw_type);
+    let files = if content_type == "multipart/form-data" {
+        match multipart(body, &raw_type, state.config.body_limit).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        }
+    } else {
+        let format = match upload_format(&content_type) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        match spool(body.into_data_stream(), state.config.body_limit, format).await {
+            Ok(f) => vec![(f, format)],
+            Err(r) => return r,
+        }
     };
     let store = Arc::clone(&state.store);
     let span = tracing::Span::current();
     let start = Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        apply(&store, &target, file, format, replace)
+        apply(&store, &target, files, replace)
     })
     .await;
     match result {
         Ok(Ok((created, quads))) => {
-            state.metrics.quads_loaded.fetch_add(quads, Ordering::Relaxed);
+            state
+                .metrics
+                .quads_loaded
+                .fetch_add(quads, Ordering::Relaxed);
             state
                 .metrics
                 .load_seconds_micros
@@ -268,19 +292,34 @@ async fn write(
     }
 }
 
-/// Streams the body into a temporary file named for its syntax, refusing bodies over `limit`.
-async fn spool(
-    body: Body,
+fn upload_format(content_type: &str) -> Result<Format, Response> {
+    Format::from_name(content_type).ok_or_else(|| {
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Type {content_type}: send text/turtle, application/n-triples, \
+                 application/n-quads, application/trig, application/rdf+xml, application/ld+json or \
+                 multipart/form-data with parts in those"
+            ),
+        )
+    })
+}
+
+/// Streams a body into a temporary file named for its syntax, refusing bodies over `limit`.
+async fn spool<S>(
+    mut stream: S,
     limit: usize,
     format: Format,
-) -> Result<tempfile::NamedTempFile, Response> {
+) -> Result<tempfile::NamedTempFile, Response>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
+{
     let internal = |e: std::io::Error| error(StatusCode::INTERNAL_SERVER_ERROR, e);
     let mut file = tempfile::Builder::new()
         .prefix("tern-upload-")
         .suffix(&format!(".{}", format.extension()))
         .tempfile()
         .map_err(internal)?;
-    let mut stream = body.into_data_stream();
     let mut size = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -291,10 +330,7 @@ async fn spool(
         })?;
         size += chunk.len();
         if size > limit {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than the server's limit of {limit} bytes"),
-            ));
+            return Err(too_large(limit));
         }
         // Small synchronous writes to a local temp file: cheaper than a blocking task per chunk.
         file.write_all(&chunk).map_err(internal)?;
@@ -303,13 +339,109 @@ async fn spool(
     Ok(file)
 }
 
-/// Parses the spooled body into one transaction. Returns whether the graph was created and how many
-/// quads were parsed.
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than the server's limit of {limit} bytes"),
+    )
+}
+
+/// `multipart/form-data` uploads (GSP §5.5): every part is an RDF document in its own syntax, all merged
+/// into the graph in one transaction.
+async fn multipart(
+    body: Body,
+    content_type: &str,
+    limit: usize,
+) -> Result<Vec<(tempfile::NamedTempFile, Format)>, Response> {
+    let Some(boundary) = content_type.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    }) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "multipart/form-data without a boundary parameter",
+        ));
+    };
+    let mut data = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+        if data.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let mut files = Vec::new();
+    for (part_type, content) in split_parts(&data, &boundary) {
+        let format = upload_format(&media_type(&part_type.unwrap_or_default()))?;
+        let chunk: Result<bytes::Bytes, axum::Error> = Ok(bytes::Bytes::from(content));
+        files.push((
+            spool(futures_util::stream::iter([chunk]), limit, format).await?,
+            format,
+        ));
+    }
+    if files.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the multipart body has no parts",
+        ));
+    }
+    Ok(files)
+}
+
+/// The parts of a multipart body as (Content-Type, content).
+fn split_parts(data: &[u8], boundary: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    let delim = format!("--{boundary}").into_bytes();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while let Some(p) = find(&data[i..], &delim) {
+        starts.push(i + p);
+        i += p + delim.len();
+    }
+    let mut parts = Vec::new();
+    for w in starts.windows(2) {
+        let part = &data[w[0] + delim.len()..w[1]];
+        if part.starts_with(b"--") {
+            break;
+        }
+        let part = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"))
+            .unwrap_or(part);
+        let part = part
+            .strip_suffix(b"\r\n")
+            .or_else(|| part.strip_suffix(b"\n"))
+            .unwrap_or(part);
+        let (head, content) = match find(part, b"\r\n\r\n") {
+            Some(h) => (&part[..h], &part[h + 4..]),
+            None => match find(part, b"\n\n") {
+                Some(h) => (&part[..h], &part[h + 2..]),
+                None => (&part[..0], part),
+            },
+        };
+        let content_type = String::from_utf8_lossy(head).lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        });
+        parts.push((content_type, content.to_vec()));
+    }
+    parts
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses the spooled documents into one transaction. Returns whether the graph was created and how
+/// many quads were parsed.
 fn apply(
     store: &Store,
     target: &Target,
-    file: tempfile::NamedTempFile,
-    format: Format,
+    files: Vec<(tempfile::NamedTempFile, Format)>,
     replace: bool,
 ) -> Result<(bool, u64), Response> {
     let internal = |e: tern_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
@@ -322,6 +454,24 @@ fn apply(
     if replace && existed {
         tx.clear_graph(graph).map_err(internal)?;
     }
+    let mut n = 0u64;
+    for (file, format) in files {
+        n += insert_file(&mut tx, target, &file, format)?;
+    }
+    if !existed {
+        tx.create_graph(graph);
+    }
+    tx.commit().map_err(internal)?;
+    Ok((!existed, n))
+}
+
+fn insert_file(
+    tx: &mut tern_store::Transaction<'_>,
+    target: &Target,
+    file: &tempfile::NamedTempFile,
+    format: Format,
+) -> Result<u64, Response> {
+    let internal = |e: tern_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
     let input = Input::Path(file.path().to_path_buf());
     let options = LoadOptions {
         format: Some(format),
@@ -345,7 +495,10 @@ fn apply(
         let q = q.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
-                format!("the body is not valid {}: {e}; nothing was changed", format.name()),
+                format!(
+                    "the body is not valid {}: {e}; nothing was changed",
+                    format.name()
+                ),
             )
         })?;
         batch.push(q);
@@ -358,9 +511,5 @@ fn apply(
     }
     tx.insert_all(batch.iter().map(Quad::as_ref))
         .map_err(internal)?;
-    if !existed {
-        tx.create_graph(graph);
-    }
-    tx.commit().map_err(internal)?;
-    Ok((!existed, n))
+    Ok(n)
 }

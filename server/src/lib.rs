@@ -15,6 +15,10 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
+// Handlers pass finished error responses up with `?`; they are built once per failed request, so boxing
+// them would add an allocation and buy nothing.
+#![allow(clippy::result_large_err)]
+
 mod gsp;
 mod metrics;
 mod negotiate;
@@ -50,8 +54,11 @@ pub struct ServerConfig {
     pub read_only: bool,
     /// Longest a query or update may run; evaluation is cancelled then (503).
     pub query_timeout: Duration,
-    /// Queries evaluated at once; more get 503 with `Retry-After`.
+    /// Queries evaluated at once. More wait up to `queue_wait` for a slot, then get 503 with
+    /// `Retry-After`. More evaluations than cores only time-slice, so the default is twice the cores.
     pub max_concurrent_queries: usize,
+    /// How long a query may wait for an evaluation slot.
+    pub queue_wait: Duration,
     /// Per-client token bucket: (requests per second, burst). `None` disables it.
     pub rate_limit: Option<(f64, f64)>,
     /// Largest request body in bytes (queries, updates and uploads).
@@ -71,7 +78,8 @@ impl Default for ServerConfig {
             write_token: None,
             read_only: false,
             query_timeout: Duration::from_secs(30),
-            max_concurrent_queries: 64,
+            max_concurrent_queries: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_wait: Duration::from_secs(2),
             rate_limit: None,
             body_limit: 1 << 30,
             cors_origins: Vec::new(),
@@ -85,7 +93,9 @@ impl Default for ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another server running there? pick another --bind)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another server running there? pick another --bind)"
+    )]
     Bind {
         /// Requested address.
         addr: SocketAddr,
@@ -126,10 +136,21 @@ fn router(state: Shared) -> Router {
             "/sparql/",
             get(sparql::get_handler).post(sparql::post_handler),
         )
-        .route("/query", get(sparql::get_handler).post(sparql::post_handler))
+        .route(
+            "/query",
+            get(sparql::get_handler).post(sparql::post_handler),
+        )
         .route("/update", axum::routing::post(sparql::post_handler))
         .route(
             "/store",
+            get(gsp::get)
+                .head(gsp::head)
+                .put(gsp::put)
+                .post(gsp::post)
+                .delete(gsp::delete),
+        )
+        .route(
+            "/store/{*graph}",
             get(gsp::get)
                 .head(gsp::head)
                 .put(gsp::put)
@@ -171,7 +192,10 @@ async fn ready(State(state): State<Shared>) -> Response {
     } else {
         match state.store.reader().len() {
             Ok(_) => "ready\n".into_response(),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n"))
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {e}\n"),
+            )
                 .into_response(),
         }
     }
@@ -180,7 +204,10 @@ async fn ready(State(state): State<Shared>) -> Response {
 async fn metrics_handler(State(state): State<Shared>) -> Response {
     let quads = state.store.reader().len().unwrap_or(0);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(quads),
     )
         .into_response()
@@ -335,28 +362,28 @@ impl ServerHandle {
         config: ServerConfig,
         signals: bool,
     ) -> Result<ServerHandle, ServerError> {
-        let listener = std::net::TcpListener::bind(config.bind).map_err(|source| {
-            ServerError::Bind {
+        let listener =
+            std::net::TcpListener::bind(config.bind).map_err(|source| ServerError::Bind {
                 addr: config.bind,
                 source,
-            }
-        })?;
+            })?;
         listener
             .set_nonblocking(true)
             .map_err(ServerError::Runtime)?;
         let addr = listener.local_addr().map_err(ServerError::Runtime)?;
+        // Queries, updates and uploads run on blocking threads; bounding the pool keeps a burst of requests
+        // from spawning hundreds of threads (each with its own allocator arenas) on a small machine.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("tern-http")
+            .max_blocking_threads(config.max_concurrent_queries.max(1) + 16)
             .build()
             .map_err(ServerError::Runtime)?;
         let trigger = Arc::new(Notify::new());
         let outer = Arc::clone(&trigger);
         let thread = std::thread::Builder::new()
             .name("tern-server".into())
-            .spawn(move || {
-                runtime.block_on(serve(store, config, listener, outer, signals))
-            })
+            .spawn(move || runtime.block_on(serve(store, config, listener, outer, signals)))
             .map_err(ServerError::Runtime)?;
         Ok(ServerHandle {
             addr,
@@ -425,6 +452,12 @@ async fn serve(
     let app = router(Arc::clone(&state));
     let stop = Arc::new(Notify::new());
     let stop_serving = Arc::clone(&stop);
+    // Without TCP_NODELAY the last small write of a response waits for the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -479,4 +512,3 @@ async fn signal(enabled: bool) {
         _ = term => {}
     }
 }
-

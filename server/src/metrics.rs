@@ -52,7 +52,10 @@ impl Metrics {
     /// The exposition text; `quads` is the store size now.
     pub(crate) fn render(&self, quads: u64) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP tern_http_requests_total HTTP requests by endpoint and status.");
+        let _ = writeln!(
+            out,
+            "# HELP tern_http_requests_total HTTP requests by endpoint and status."
+        );
         let _ = writeln!(out, "# TYPE tern_http_requests_total counter");
         if let Ok(r) = self.requests.lock() {
             for ((endpoint, status), n) in r.iter() {
@@ -62,7 +65,10 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP tern_http_request_duration_seconds Request latency by endpoint.");
+        let _ = writeln!(
+            out,
+            "# HELP tern_http_request_duration_seconds Request latency by endpoint."
+        );
         let _ = writeln!(out, "# TYPE tern_http_request_duration_seconds histogram");
         if let Ok(l) = self.latency.lock() {
             for (endpoint, h) in l.iter() {

@@ -76,13 +76,19 @@ mod tests {
         assert_eq!(negotiate(None, OFFERS), Some(1));
         assert_eq!(negotiate(Some("text/csv"), OFFERS), Some(3));
         assert_eq!(
-            negotiate(Some("application/sparql-results+json;q=0.5, text/csv"), OFFERS),
+            negotiate(
+                Some("application/sparql-results+json;q=0.5, text/csv"),
+                OFFERS
+            ),
             Some(3)
         );
         assert_eq!(negotiate(Some("text/*;q=0.2, */*;q=0.1"), OFFERS), Some(3));
         assert_eq!(negotiate(Some("*/*"), OFFERS), Some(1));
         assert_eq!(negotiate(Some("image/png"), OFFERS), None);
         // A specific q=0 excludes an offer even when a wildcard would accept it.
-        assert_eq!(negotiate(Some("*/*, application/sparql-results+json;q=0"), OFFERS), Some(2));
+        assert_eq!(
+            negotiate(Some("*/*, application/sparql-results+json;q=0"), OFFERS),
+            Some(2)
+        );
     }
 }

@@ -28,7 +28,7 @@ impl Fmt {
             Fmt::Results(f) => f.media_type(),
             Fmt::Rdf(f) => f.media_type(),
         };
-        if m.starts_with("text/") {
+        if m.starts_with("text/") && !m.contains("charset") {
             format!("{m}; charset=utf-8")
         } else {
             m.to_owned()
@@ -37,9 +37,15 @@ impl Fmt {
 }
 
 const RESULT_OFFERS: &[(&str, Fmt)] = &[
-    ("application/sparql-results+json", Fmt::Results(ResultFormat::Json)),
+    (
+        "application/sparql-results+json",
+        Fmt::Results(ResultFormat::Json),
+    ),
     ("application/json", Fmt::Results(ResultFormat::Json)),
-    ("application/sparql-results+xml", Fmt::Results(ResultFormat::Xml)),
+    (
+        "application/sparql-results+xml",
+        Fmt::Results(ResultFormat::Xml),
+    ),
     ("application/xml", Fmt::Results(ResultFormat::Xml)),
     ("text/xml", Fmt::Results(ResultFormat::Xml)),
     ("text/csv", Fmt::Results(ResultFormat::Csv)),
@@ -68,7 +74,9 @@ pub(crate) fn choose(
     if let Some(name) = first(params, "format") {
         let by_name = match name.to_ascii_lowercase().as_str() {
             "json" => Some(Fmt::Results(ResultFormat::Json)),
-            "xml" if matches!(offers[0].1, Fmt::Results(_)) => Some(Fmt::Results(ResultFormat::Xml)),
+            "xml" if matches!(offers[0].1, Fmt::Results(_)) => {
+                Some(Fmt::Results(ResultFormat::Xml))
+            }
             "csv" => Some(Fmt::Results(ResultFormat::Csv)),
             "tsv" => Some(Fmt::Results(ResultFormat::Tsv)),
             other => Format::from_name(other).map(Fmt::Rdf),
@@ -83,7 +91,10 @@ pub(crate) fn choose(
 }
 
 fn same_kind(a: Fmt, b: Fmt) -> bool {
-    matches!((a, b), (Fmt::Results(_), Fmt::Results(_)) | (Fmt::Rdf(_), Fmt::Rdf(_)))
+    matches!(
+        (a, b),
+        (Fmt::Results(_), Fmt::Results(_)) | (Fmt::Rdf(_), Fmt::Rdf(_))
+    )
 }
 
 fn not_acceptable(offers: &[(&str, Fmt)], asked: &str) -> Response {
@@ -156,7 +167,7 @@ pub(crate) async fn get_handler(
         0 => service_description(&headers),
         1 => {
             let text = queries[0].to_owned();
-            run_query(state, text, &params, &headers).await
+            run_query(state, text, &params, &headers, endpoint_iri(&headers, &uri)).await
         }
         _ => error(
             StatusCode::BAD_REQUEST,
@@ -188,11 +199,15 @@ pub(crate) async fn post_handler(
     };
     match content_type.as_str() {
         "application/sparql-query" => match utf8(&body) {
-            Ok(text) => run_query(state, text, &params, &headers).await,
+            Ok(text) => {
+                run_query(state, text, &params, &headers, endpoint_iri(&headers, &uri)).await
+            }
             Err(r) => r,
         },
         "application/sparql-update" => match utf8(&body) {
-            Ok(text) => run_update(state, text, &params, &headers).await,
+            Ok(text) => {
+                run_update(state, text, &params, &headers, endpoint_iri(&headers, &uri)).await
+            }
             Err(r) => r,
         },
         "application/x-www-form-urlencoded" => {
@@ -209,8 +224,26 @@ pub(crate) async fn post_handler(
             let (nq, nu) = (queries.len(), updates.len());
             params.extend(form);
             match (nq, nu) {
-                (1, 0) => run_query(state, q.unwrap_or_default(), &params, &headers).await,
-                (0, 1) => run_update(state, u.unwrap_or_default(), &params, &headers).await,
+                (1, 0) => {
+                    run_query(
+                        state,
+                        q.unwrap_or_default(),
+                        &params,
+                        &headers,
+                        endpoint_iri(&headers, &uri),
+                    )
+                    .await
+                }
+                (0, 1) => {
+                    run_update(
+                        state,
+                        u.unwrap_or_default(),
+                        &params,
+                        &headers,
+                        endpoint_iri(&headers, &uri),
+                    )
+                    .await
+                }
                 (0, 0) => error(
                     StatusCode::BAD_REQUEST,
                     "the form has neither a `query` nor an `update` field",
@@ -241,8 +274,20 @@ struct Running(Shared);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.metrics.queries_running.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .metrics
+            .queries_running
+            .fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The base IRI of requests: the endpoint's own IRI (SPARQL Protocol leaves it to the service).
+fn endpoint_iri(headers: &HeaderMap, uri: &Uri) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}{}", uri.path())
 }
 
 async fn run_query(
@@ -250,8 +295,9 @@ async fn run_query(
     text: String,
     params: &[(String, String)],
     headers: &HeaderMap,
+    base: String,
 ) -> Response {
-    let parsed = match tern_query::parse_query(&text, None) {
+    let parsed = match tern_query::parse_query(&text, Some(&base)) {
         Ok(q) => q,
         Err(e) => return query_error(&e),
     };
@@ -263,12 +309,19 @@ async fn run_query(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let (default_graphs, named_graphs) =
-        match (iris(params, "default-graph-uri"), iris(params, "named-graph-uri")) {
-            (Ok(d), Ok(n)) => (d, n),
-            (Err(r), _) | (_, Err(r)) => return r,
-        };
-    let Ok(permit) = Arc::clone(&state.queries).try_acquire_owned() else {
+    let (default_graphs, named_graphs) = match (
+        iris(params, "default-graph-uri"),
+        iris(params, "named-graph-uri"),
+    ) {
+        (Ok(d), Ok(n)) => (d, n),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let permit = tokio::time::timeout(
+        state.config.queue_wait,
+        Arc::clone(&state.queries).acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(permit)) = permit else {
         state.metrics.rejected_busy.fetch_add(1, Ordering::Relaxed);
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -283,11 +336,11 @@ async fn run_query(
     let (head_tx, head_rx) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
     let options = QueryOptions {
+        base_iri: Some(base),
         default_graphs,
         named_graphs,
         timeout: Some(state.config.query_timeout),
         cancel: Some(cancel),
-        ..QueryOptions::default()
     };
     let task_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || {
@@ -298,7 +351,7 @@ async fn run_query(
             .queries_running
             .fetch_add(1, Ordering::Relaxed);
         let _running = Running(Arc::clone(&task_state));
-        let mut results = match tern_query::query(&task_state.store, &text, options) {
+        let mut results = match tern_query::query_parsed(&task_state.store, parsed, &options) {
             Ok(r) => r,
             Err(e) => {
                 let _ = head_tx.send(Err(e));
@@ -322,11 +375,7 @@ async fn run_query(
         }
     });
     match head_rx.await {
-        Ok(Ok(())) => (
-            [(header::CONTENT_TYPE, format.media_type())],
-            body,
-        )
-            .into_response(),
+        Ok(Ok(())) => ([(header::CONTENT_TYPE, format.media_type())], body).into_response(),
         Ok(Err(e)) => query_error(&e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the query task failed"),
     }
@@ -337,11 +386,12 @@ async fn run_update(
     text: String,
     params: &[(String, String)],
     headers: &HeaderMap,
+    base: String,
 ) -> Response {
     if let Err(r) = check_write(&state, headers) {
         return r;
     }
-    let parsed = match tern_query::parse_update(&text, None) {
+    let parsed = match tern_query::parse_update(&text, Some(&base)) {
         Ok(u) => u,
         Err(e) => return query_error(&e),
     };
@@ -366,17 +416,17 @@ async fn run_update(
         );
     }
     let options = UpdateOptions {
+        base_iri: Some(base),
         using_graphs,
         using_named_graphs,
         timeout: Some(state.config.query_timeout),
         load_allow: Some(state.config.load_allow.clone()),
-        ..UpdateOptions::default()
     };
     let span = tracing::Span::current();
     let store = Arc::clone(&state.store);
     let result = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        tern_query::update(&store, &text, options)
+        tern_query::update_parsed(&store, &parsed, &options)
     })
     .await;
     match result {
@@ -402,9 +452,5 @@ fn service_description(headers: &HeaderMap) -> Response {
          \x20       formats:N-Triples, formats:N-Quads, formats:TriG, formats:RDF_XML, formats:JSON-LD ;\n\
          \x20   sd:defaultDataset [ a sd:Dataset ; sd:defaultGraph [ a sd:Graph ] ] .\n"
     );
-    (
-        [(header::CONTENT_TYPE, "text/turtle; charset=utf-8")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/turtle; charset=utf-8")], text).into_response()
 }

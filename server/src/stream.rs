@@ -38,7 +38,7 @@ impl ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
         self.tx.blocking_send(Ok(chunk)).map_err(|_| {
             self.cancel.store(true, Ordering::Relaxed);
             io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected")
@@ -73,7 +73,8 @@ pub(crate) fn channel(cancel: Arc<AtomicBool>) -> (ChannelWriter, Body) {
     (
         ChannelWriter {
             tx,
-            buf: Vec::with_capacity(CHUNK),
+            // Grown on demand: most answers are a few hundred bytes.
+            buf: Vec::new(),
             cancel,
         },
         Body::from_stream(stream),

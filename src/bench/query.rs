@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use crate::query::{QueryResults, StoreExt};
 use crate::Store;
 
-const BSBM: &str = "http://www4.wiwiss.fu-berlin.de/bizer/bsbm/v01/vocabulary/";
+pub(super) const BSBM: &str = "http://www4.wiwiss.fu-berlin.de/bizer/bsbm/v01/vocabulary/";
 const RDFS_LABEL: &str = "http://www.w3.org/2000/01/rdf-schema#label";
 
 /// Runs a query to the end; returns rows (or triples, or 1 for a true ASK).
@@ -43,7 +43,7 @@ fn run_count(store: &Store, text: &str) -> Result<u64> {
     })
 }
 
-fn column(store: &Store, text: &str) -> Result<Vec<Term>> {
+pub(super) fn column(store: &Store, text: &str) -> Result<Vec<Term>> {
     let QueryResults::Solutions(s) = store.query(text)? else {
         bail!("sampling query is not a SELECT");
     };
@@ -101,7 +101,7 @@ fn print(stats: &[Stat]) {
 }
 
 /// Parameter values of one BSBM instantiation, anchored on one product.
-fn bsbm_params(
+pub(super) fn bsbm_params(
     store: &Store,
     rng: &mut StdRng,
     products: &[Term],
@@ -185,7 +185,7 @@ fn bsbm_params(
     bail!("no product with a type, three features and a label in 100 draws")
 }
 
-fn fill(template: &str, params: &HashMap<&'static str, String>) -> String {
+pub(super) fn fill(template: &str, params: &HashMap<&'static str, String>) -> String {
     let mut out = template.to_owned();
     for (k, v) in params {
         out = out.replace(&format!("%{k}%"), v);
@@ -194,7 +194,7 @@ fn fill(template: &str, params: &HashMap<&'static str, String>) -> String {
 }
 
 /// The query text of a BSBM template file (the part before the `QueryType=` description, if any).
-fn template(path: &Path) -> Result<String> {
+pub(super) fn template(path: &Path) -> Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(text)
