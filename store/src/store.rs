@@ -63,6 +63,15 @@ impl IdCache {
     }
 }
 
+/// Prefix of application records in the `meta` column family.
+const APP_PREFIX: &[u8] = b"app/";
+
+fn app_key(key: &str) -> Vec<u8> {
+    let mut k = APP_PREFIX.to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
 /// Options for [`Store::open_with`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -278,6 +287,52 @@ impl Store {
         let mut txn = self.transaction()?;
         txn.remove_all(quads)?;
         txn.commit()
+    }
+
+    /// Reads an application record (generation receipts, webhook outbox, caches) stored beside the data.
+    ///
+    /// Application records live in the `meta` column family under an `app/` prefix: they never touch
+    /// quads, statistics or the data version, so writing them triggers nothing.
+    pub fn app_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let cf = self.inner.cf(keys::CF_META)?;
+        Ok(self.inner.db.get_cf(cf, app_key(key))?)
+    }
+
+    /// Writes (durably, WAL on) an application record; `None` deletes it.
+    pub fn app_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let cf = self.inner.cf(keys::CF_META)?;
+        match value {
+            Some(v) => self
+                .inner
+                .db
+                .put_cf_opt(cf, app_key(key), v, &self.inner.write_options)?,
+            None => self
+                .inner
+                .db
+                .delete_cf_opt(cf, app_key(key), &self.inner.write_options)?,
+        }
+        Ok(())
+    }
+
+    /// Application records whose key starts with `prefix`, in key order.
+    pub fn app_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let cf = self.inner.cf(keys::CF_META)?;
+        let start = app_key(prefix);
+        let mut out = Vec::new();
+        for item in self.inner.db.prefix_iterator_cf(cf, &start) {
+            let (k, v) = item?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[APP_PREFIX.len()..]).into_owned(),
+                v.to_vec(),
+            ));
+        }
+        Ok(out)
     }
 
     /// The data version: incremented by every commit that changes the store.
