@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::loaders::{self, Format, Input, LoadOptions};
 
+mod generate;
 mod query;
 mod serve;
 
@@ -52,6 +53,16 @@ pub enum Bench {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The rust-classes generator over a synthetic ontology (default 15,000 classes, ~105k triples): cold
+    /// run into an empty directory, then a warm rerun with nothing changed.
+    Generate {
+        /// Where to put the ontology, store and outputs (default: a temporary directory).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Classes in the synthetic ontology (7 triples each).
+        #[arg(long, default_value_t = 15_000)]
+        classes: usize,
+    },
     /// The HTTP server on loopback under N concurrent clients sending the BSBM explore mix: throughput,
     /// latency percentiles, errors and memory.
     Serve {
@@ -90,6 +101,7 @@ pub fn run(bench: Bench) -> Result<()> {
             mixes,
             only,
         } => query::bench_query(&data, work, reps.max(1), mixes.max(1), only.as_deref()),
+        Bench::Generate { work, classes } => generate::bench_generate(work, classes.max(1)),
         Bench::Serve {
             data,
             work,

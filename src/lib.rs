@@ -12,10 +12,10 @@
 
 pub mod bench;
 
+pub use tern_generate as generate;
 pub use tern_loaders as loaders;
 pub use tern_query as query;
 pub use tern_server as server;
-pub use tern_generate as generate;
 pub use tern_store as store;
 pub use tern_store::{GraphSel, Reader, Store, TermId, Transaction};
 

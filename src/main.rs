@@ -63,6 +63,26 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Render a generator folder (SPARQL-fed templates) into an output directory; see README, Generation.
+    Generate {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// The generator folder (one template per file, YAML frontmatter).
+        generator: PathBuf,
+        /// Output root; no output may leave it.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// Print the plan and a unified diff; write nothing.
+        #[arg(long, conflicts_with = "check")]
+        dry_run: bool,
+        /// Overwrite files edited by hand since the last run.
+        #[arg(long)]
+        force: bool,
+        /// Report drift against the last receipt and exit non-zero if any; write nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Reproducible benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -262,6 +282,14 @@ fn run(cli: Cli) -> Result<()> {
             load(&location, &files, &options, mode, max_memory, threads)
         }
         Command::Bench { which } => tern::bench::run(which),
+        Command::Generate {
+            location,
+            generator,
+            out,
+            dry_run,
+            force,
+            check,
+        } => generate(&location, &generator, &out, dry_run, force, check),
         Command::Serve {
             location,
             bind,
@@ -706,5 +734,72 @@ fn write_table(solutions: tern::query::Solutions, mut out: impl Write) -> Result
     }
     out.flush()?;
     eprintln!("{rows} rows");
+    Ok(())
+}
+
+/// `tern generate`: one line per output that changes (or would), the diff on dry runs, then the summary.
+fn generate(
+    location: &std::path::Path,
+    generator: &std::path::Path,
+    out: &std::path::Path,
+    dry_run: bool,
+    force: bool,
+    check: bool,
+) -> Result<()> {
+    use tern::generate::{Action, Generator, RunOptions};
+    // Dry runs and checks write nothing to the store either, but the receipt lives there, so open it
+    // read-write only when a run may record one.
+    let store = if dry_run || check {
+        Store::open_read_only(location)?
+    } else {
+        Store::open(location)?
+    };
+    let report = Generator::new(&store, generator)?.run(
+        out,
+        &RunOptions {
+            dry_run,
+            force,
+            check,
+        },
+    )?;
+    let mut stdout = io::stdout().lock();
+    for o in &report.outputs {
+        let line = match &o.action {
+            Action::Created => format!("created   {}", o.path),
+            Action::Updated => format!("updated   {}", o.path),
+            Action::Unchanged => continue,
+            Action::Skipped { reason } => format!("skipped   {} ({reason})", o.path),
+            Action::Conflict { reason } => format!("CONFLICT  {} ({reason})", o.path),
+        };
+        writeln!(stdout, "{line}")?;
+        if let Some(diff) = &o.diff {
+            write!(stdout, "{diff}")?;
+        }
+    }
+    for d in &report.drift {
+        writeln!(stdout, "drift: {d}")?;
+    }
+    writeln!(
+        stdout,
+        "{}{}",
+        if dry_run {
+            "dry run, nothing written: "
+        } else {
+            ""
+        },
+        report.summary()
+    )?;
+    if check && !report.drift.is_empty() {
+        bail!(
+            "{} drift(s); run `tern generate` without --check to bring the outputs up to date",
+            report.drift.len()
+        );
+    }
+    if report.conflicts() > 0 && !force {
+        bail!(
+            "{} output(s) edited by hand were not overwritten; keep your edits in the template or rerun with --force",
+            report.conflicts()
+        );
+    }
     Ok(())
 }
