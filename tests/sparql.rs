@@ -290,6 +290,32 @@ fn load_and_graph_management() {
 }
 
 #[test]
+fn from_graphs_merge_into_one_default_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .update(
+            "PREFIX : <http://e/> INSERT DATA { GRAPH :g1 { :a :p :b . :a :p :c } GRAPH :g2 { :a :p :b } }",
+        )
+        .unwrap();
+    // The RDF merge of g1 and g2 holds the shared triple once.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT * FROM <http://e/g1> FROM <http://e/g2> WHERE { ?s ?p ?o }"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT * FROM NAMED <http://e/g1> FROM NAMED <http://e/g2> WHERE { GRAPH ?g { ?s ?p ?o } }"
+        ),
+        3
+    );
+}
+
+#[test]
 fn result_formats_and_graph_results() {
     let (_dir, store) = small_store();
     let q = "PREFIX : <http://e/> SELECT ?s ?v WHERE { ?s :p ?v FILTER(?v < 2) } ORDER BY ?v";

@@ -345,8 +345,20 @@ impl Ctx {
                 .quads_for_pattern(ts, tp, to, sel)
                 .map(|q| q.map_err(QueryError::from))
         });
+        // The default graph of a dataset with several FROM graphs is their RDF merge: a triple in two of
+        // them is one triple, so drop repeats (seen per scan, keyed without the graph).
+        let merged = g == GraphCtx::Default && self.default_graphs.len() > 1;
+        let base: Box<dyn Iterator<Item = Result<IdQuad>> + 'a> = if merged {
+            let mut seen = HashSet::new();
+            Box::new(base.filter(move |q| match q {
+                Ok(q) => seen.insert((q.s, q.p, q.o)),
+                Err(_) => true,
+            }))
+        } else {
+            Box::new(base)
+        };
         match &self.delta {
-            None => Box::new(base),
+            None => base,
             Some(delta) => {
                 let in_sel = move |q: &IdQuad| {
                     sels.iter().any(|sel| match sel {
