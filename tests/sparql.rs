@@ -413,3 +413,43 @@ fn cli_query_and_update() {
     let out = tern(&["query", "-l", s, "--explain", "-q", "SELECT * { ?s ?p ?o }"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Scan"));
 }
+
+#[test]
+fn load_over_http() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::thread::spawn(move || {
+        // One request: read the head, answer with a Turtle document.
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf).unwrap();
+        let body = "@prefix : <http://e/> . :x :p :y , :z .";
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/turtle; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let update = format!("LOAD <http://{addr}/data> INTO GRAPH <http://e/g>");
+    // Off unless asked for: a server must not fetch URLs for its clients.
+    let err = store.update(&update).err().unwrap();
+    assert!(err.to_string().contains("disabled"), "{err}");
+    store
+        .update_opt(
+            &update,
+            UpdateOptions {
+                allow_http_load: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    served.join().unwrap();
+    assert_eq!(
+        count(&store, "SELECT * WHERE { GRAPH <http://e/g> { ?s ?p ?o } }"),
+        2
+    );
+}

@@ -18,6 +18,7 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cache;
 mod error;
 mod exec;
 mod functions;
@@ -67,6 +68,9 @@ pub struct UpdateOptions {
     /// Directories `LOAD <file:...>` may read from. `None` allows any file (library and CLI use); the
     /// server passes its allow-list.
     pub load_allow: Option<Vec<PathBuf>>,
+    /// Whether `LOAD <http://...>` may fetch documents (off by default: a server would otherwise fetch any
+    /// URL a client names).
+    pub allow_http_load: bool,
 }
 
 fn parser(base_iri: Option<&str>) -> Result<spargebra::SparqlParser> {
