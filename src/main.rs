@@ -155,6 +155,18 @@ enum Command {
         /// Seconds to let in-flight requests finish after SIGTERM / Ctrl-C.
         #[arg(long, default_value_t = 10.0)]
         grace: f64,
+        /// Query result cache budget, e.g. 256M (in memory, also persisted in the store); 0 disables it.
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        cache_bytes: usize,
+        /// Hooks config (YAML, see README "Hooks and webhooks"): commit hooks, webhooks and the
+        /// `POST /hooks/generate/{name}` trigger.
+        #[arg(long)]
+        hooks: Option<PathBuf>,
+    },
+    /// Webhook outbox maintenance (with the server stopped; `tern serve --hooks` delivers).
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
     },
     /// Run a SPARQL query.
     Query {
@@ -218,6 +230,33 @@ enum Command {
         /// Base IRI for relative IRIs.
         #[arg(long)]
         base: Option<String>,
+    },
+}
+
+/// `tern hooks` subcommands.
+#[derive(Subcommand)]
+enum HooksAction {
+    /// Put a webhook message (delivered, failed or pending) back in the outbox, due now.
+    Redeliver {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// The message's webhook-id.
+        id: String,
+    },
+    /// List the messages waiting in the outbox and their attempts.
+    Pending {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+    },
+    /// Re-enable an endpoint disabled after repeated HTTP 410 answers.
+    Enable {
+        /// Store directory.
+        #[arg(short = 'l', long = "location")]
+        location: PathBuf,
+        /// The endpoint URL.
+        url: String,
     },
 }
 
@@ -290,6 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             check,
         } => generate(&location, &generator, &out, dry_run, force, check),
+        Command::Hooks { action } => hooks(action),
         Command::Serve {
             location,
             bind,
@@ -303,6 +343,8 @@ fn run(cli: Cli) -> Result<()> {
             cors,
             load_allow,
             grace,
+            cache_bytes,
+            hooks,
         } => {
             let store = if read_only {
                 Store::open_read_only(&location)?
@@ -310,7 +352,7 @@ fn run(cli: Cli) -> Result<()> {
                 Store::open(&location)?
             };
             let quads = store.reader().len()?;
-            let config = tern::server::ServerConfig {
+            let mut config = tern::server::ServerConfig {
                 bind,
                 write_token,
                 read_only,
@@ -323,6 +365,24 @@ fn run(cli: Cli) -> Result<()> {
                 cors_origins: cors,
                 load_allow,
                 shutdown_grace: Duration::from_secs_f64(grace),
+                cache_bytes,
+                ..Default::default()
+            };
+            let hooks = hooks
+                .map(|path| tern::generate::hooks::HooksConfig::load(&path))
+                .transpose()?;
+            if let Some(t) = hooks.as_ref().and_then(|h| h.trigger.clone()) {
+                config.trigger_secret = Some(t.secret);
+                config.generators = t
+                    .generators
+                    .into_iter()
+                    .map(|(name, r)| (name, r.generator, r.out))
+                    .collect();
+            }
+            // The engine lives as long as the server; dropping it at the end stops hooks and delivery.
+            let _engine = match hooks {
+                Some(h) => Some(tern::generate::hooks::HookEngine::start(&store, h)?),
+                None => None,
             };
             let server =
                 tern::server::ServerHandle::start_with_signals(std::sync::Arc::new(store), config)?;
@@ -369,6 +429,7 @@ fn run(cli: Cli) -> Result<()> {
             let start = std::time::Instant::now();
             let options = tern::query::UpdateOptions {
                 timeout: timeout.map(Duration::from_secs_f64),
+                allow_http_load: true,
                 ..Default::default()
             };
             tern::query::update(&store, &text, options)?;
@@ -549,6 +610,11 @@ fn stats(location: &PathBuf, top: usize, verify: bool) -> Result<()> {
     writeln!(out, "quads          {}", s.quads)?;
     writeln!(out, "named graphs   {}", s.named_graphs)?;
     writeln!(out, "terms          {}", s.terms)?;
+    let (cache_entries, cache_bytes) = tern::query::cache::persisted(&store)?;
+    writeln!(
+        out,
+        "query cache    {cache_entries} persisted results (L3), {cache_bytes} bytes"
+    )?;
     let per_million = if s.quads > 0 {
         bytes as f64 / s.quads as f64
     } else {
@@ -802,4 +868,33 @@ fn generate(
         );
     }
     Ok(())
+}
+
+/// `tern hooks ...`: outbox maintenance on a store not opened by a server.
+fn hooks(action: HooksAction) -> Result<()> {
+    use tern::generate::webhooks;
+    match action {
+        HooksAction::Redeliver { location, id } => {
+            let store = Store::open(&location)?;
+            if webhooks::redeliver(&store, &id)? {
+                eprintln!("{id}: back in the outbox; `tern serve --hooks` delivers it");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no webhook message with id {id}"))
+            }
+        }
+        HooksAction::Pending { location } => {
+            let store = Store::open(&location)?;
+            for e in webhooks::pending(&store)? {
+                println!("{}\t{}\t{} attempts", e.id, e.url, e.attempts);
+            }
+            Ok(())
+        }
+        HooksAction::Enable { location, url } => {
+            let store = Store::open(&location)?;
+            webhooks::enable_endpoint(&store, &url)?;
+            eprintln!("{url}: enabled");
+            Ok(())
+        }
+    }
 }

@@ -71,6 +71,9 @@ pub enum GenerateError {
     /// The store failed (reading or writing a receipt).
     #[error("store: {0}")]
     Store(String),
+    /// A hooks config is invalid or the hook engine could not start.
+    #[error("hooks: {0}; fix the hooks file (see README, Hooks and webhooks)")]
+    Hooks(String),
 }
 
 /// Result of generation.

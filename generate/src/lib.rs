@@ -12,12 +12,15 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The frontmatter keys, functions and filters are documented in the README's "Generation" section.
+//! The frontmatter keys, functions and filters are documented in the README's "Generation" section;
+//! commit hooks and signed webhooks ([`hooks`], [`webhooks`]) in its "Hooks and webhooks" part.
 
 mod apply;
 mod error;
 mod functions;
+pub mod hooks;
 pub mod sophia;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

@@ -20,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 mod gsp;
+mod hooks;
 mod metrics;
 mod negotiate;
 mod sparql;
@@ -69,6 +70,13 @@ pub struct ServerConfig {
     pub load_allow: Vec<PathBuf>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Generators `POST /hooks/generate/{name}` may run: (name, generator folder, output root).
+    pub generators: Vec<(String, PathBuf, PathBuf)>,
+    /// Secret verifying the Standard Webhooks signature of `POST /hooks/generate/...` (`whsec_<base64>` or
+    /// raw); `None` disables that endpoint (403).
+    pub trigger_secret: Option<String>,
+    /// Query result cache budget in bytes (in memory; also persisted in the store); 0 disables it.
+    pub cache_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +93,9 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             load_allow: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
+            generators: Vec::new(),
+            trigger_secret: None,
+            cache_bytes: 256 << 20,
         }
     }
 }
@@ -120,6 +131,8 @@ pub(crate) struct AppState {
     pub shutting_down: AtomicBool,
     next_request: AtomicU64,
     pub next_graph: AtomicU64,
+    /// Parsed queries (L1) and serialized results (L2 memory, L3 in the store).
+    pub cache: tern_query::cache::Cache,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -160,6 +173,10 @@ fn router(state: Shared) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_handler))
+        .route(
+            "/hooks/generate/{generator}",
+            axum::routing::post(hooks::generate),
+        )
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
         .layer(DefaultBodyLimit::max(state.config.body_limit));
     if !state.config.cors_origins.is_empty() {
@@ -208,7 +225,7 @@ async fn metrics_handler(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(quads),
+        state.metrics.render(quads, &state.cache.stats()),
     )
         .into_response()
 }
@@ -439,7 +456,9 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ServerError::Serve)?;
     let grace = config.shutdown_grace;
+    let cache = tern_query::cache::Cache::new(config.cache_bytes, Some(Store::clone(&store)));
     let state = Arc::new(AppState {
+        cache,
         store,
         queries: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
         config,

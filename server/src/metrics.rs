@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tern_query::cache::{CacheStats, LevelStats};
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -49,8 +51,8 @@ impl Metrics {
         }
     }
 
-    /// The exposition text; `quads` is the store size now.
-    pub(crate) fn render(&self, quads: u64) -> String {
+    /// The exposition text; `quads` is the store size now, `cache` the query cache's counters.
+    pub(crate) fn render(&self, quads: u64, cache: &CacheStats) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -142,6 +144,49 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         }
+        render_cache(&mut out, cache);
         out
     }
+}
+
+/// Reads one counter of a level.
+type LevelCounter = fn(&LevelStats) -> u64;
+
+/// Query cache counters per level (L1 parsed queries, L2 results in memory, L3 results in the store).
+fn render_cache(out: &mut String, cache: &CacheStats) {
+    let levels = [("l1", cache.l1), ("l2", cache.l2), ("l3", cache.l3)];
+    let counters: [(&str, &str, LevelCounter); 3] = [
+        ("tern_cache_hits_total", "Query cache hits by level.", |l| {
+            l.hits
+        }),
+        (
+            "tern_cache_misses_total",
+            "Query cache misses by level.",
+            |l| l.misses,
+        ),
+        (
+            "tern_cache_evictions_total",
+            "Query cache entries evicted by level (over budget or stale data version).",
+            |l| l.evictions,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (level, stats) in &levels {
+            let _ = writeln!(out, "{name}{{level=\"{level}\"}} {}", get(stats));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tern_cache_bytes Bytes of cached query results by level."
+    );
+    let _ = writeln!(out, "# TYPE tern_cache_bytes gauge");
+    let _ = writeln!(out, "tern_cache_bytes{{level=\"l2\"}} {}", cache.l2_bytes);
+    let _ = writeln!(
+        out,
+        "# HELP tern_cache_oversized_total Results too large to cache."
+    );
+    let _ = writeln!(out, "# TYPE tern_cache_oversized_total counter");
+    let _ = writeln!(out, "tern_cache_oversized_total {}", cache.oversized);
 }

@@ -1,15 +1,17 @@
 //! SPARQL 1.1 Protocol: queries by GET, direct POST and form POST; updates by direct and form POST; the
 //! service description.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use oxrdf::NamedNode;
 use tern_loaders::Format;
+use tern_query::cache::{Entry, ResultKey};
 use tern_query::{Query, QueryOptions, ResultFormat, UpdateOptions};
 
 use crate::negotiate::{media_type, negotiate};
@@ -297,7 +299,8 @@ async fn run_query(
     headers: &HeaderMap,
     base: String,
 ) -> Response {
-    let parsed = match tern_query::parse_query(&text, Some(&base)) {
+    // L1: the parsed query.
+    let parsed = match state.cache.parse(&text, Some(&base)) {
         Ok(q) => q,
         Err(e) => return query_error(&e),
     };
@@ -316,6 +319,24 @@ async fn run_query(
         (Ok(d), Ok(n)) => (d, n),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    // The version is read before the snapshot is taken: results are at least this new, so an entry is
+    // never labelled newer than its data (a commit in between only makes it unreachable).
+    let version = state.store.data_version();
+    let content_type = format.media_type();
+    let key = ResultKey::new(
+        &text,
+        Some(&base),
+        default_graphs.as_deref(),
+        named_graphs.as_deref(),
+        &content_type,
+    );
+    if let Some(hit) = cached(&state, key, version).await {
+        return (
+            [(header::CONTENT_TYPE, hit.content_type.clone())],
+            Body::from(Bytes::from_owner(CachedBody(hit))),
+        )
+            .into_response();
+    }
     let permit = tokio::time::timeout(
         state.config.queue_wait,
         Arc::clone(&state.queries).acquire_owned(),
@@ -332,7 +353,7 @@ async fn run_query(
         return r;
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    let (mut writer, body) = stream::channel(Arc::clone(&cancel));
+    let (writer, body) = stream::channel(Arc::clone(&cancel));
     let (head_tx, head_rx) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
     let options = QueryOptions {
@@ -365,19 +386,91 @@ async fn run_query(
         if head_tx.send(Ok(())).is_err() {
             return;
         }
-        let outcome = match format {
-            Fmt::Results(f) => results.write(&mut writer, f),
-            Fmt::Rdf(f) => results.write_graph(&mut writer, f.to_oxrdfio()),
+        let cap = task_state.cache.entry_cap();
+        let mut tee = Tee {
+            inner: writer,
+            copy: task_state.cache.enabled().then(Vec::new),
+            cap,
         };
-        if let Err(e) = outcome {
-            tracing::warn!("result stream ended early: {e}");
-            writer.abort(e.to_string());
+        let outcome = match format {
+            Fmt::Results(f) => results.write(&mut tee, f),
+            Fmt::Rdf(f) => results.write_graph(&mut tee, f.to_oxrdfio()),
+        };
+        let Tee {
+            inner: writer,
+            copy,
+            ..
+        } = tee;
+        match outcome {
+            Err(e) => {
+                tracing::warn!("result stream ended early: {e}");
+                writer.abort(e.to_string());
+            }
+            Ok(()) => {
+                // Serve first: dropping the writer sends the last chunk; then fill the cache.
+                drop(writer);
+                match copy {
+                    Some(copy) => task_state.cache.put(key, version, &content_type, copy),
+                    None if task_state.cache.enabled() => task_state.cache.note_oversized(),
+                    None => {}
+                }
+            }
         }
     });
     match head_rx.await {
         Ok(Ok(())) => ([(header::CONTENT_TYPE, format.media_type())], body).into_response(),
         Ok(Err(e)) => query_error(&e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the query task failed"),
+    }
+}
+
+/// A cached body handed to the response without copying.
+struct CachedBody(Arc<Entry>);
+
+impl AsRef<[u8]> for CachedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
+}
+
+/// L2, then L3 on a blocking thread (it reads the store).
+async fn cached(state: &Shared, key: ResultKey, version: u64) -> Option<Arc<Entry>> {
+    if let Some(hit) = state.cache.get_memory(&key, version) {
+        return Some(hit);
+    }
+    if !state.cache.has_persistent() {
+        return None;
+    }
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || state.cache.get_persistent(&key, version))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Copies what goes to the client, up to `cap` bytes: a larger result is not cached, so the copy is
+/// dropped as soon as it is over (never buffering an unbounded result).
+struct Tee<W> {
+    inner: W,
+    copy: Option<Vec<u8>>,
+    cap: usize,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        if let Some(copy) = &mut self.copy {
+            if copy.len() + n > self.cap {
+                self.copy = None;
+            } else {
+                copy.extend_from_slice(&data[..n]);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -421,6 +514,8 @@ async fn run_update(
         using_named_graphs,
         timeout: Some(state.config.query_timeout),
         load_allow: Some(state.config.load_allow.clone()),
+        // A server must not fetch arbitrary URLs on a client's behalf.
+        allow_http_load: false,
     };
     let span = tracing::Span::current();
     let store = Arc::clone(&state.store);

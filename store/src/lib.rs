@@ -17,6 +17,7 @@
 
 mod bulk;
 mod error;
+mod events;
 mod keys;
 mod merge;
 mod reader;
@@ -33,6 +34,7 @@ pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::Random
 
 pub use bulk::{BulkEncoder, BulkLoad, BulkOptions, BulkSummary};
 pub use error::{OpenError, Result, StoreError, VerifyError};
+pub use events::{CommitEvent, COMMIT_EVENT_QUAD_CAP};
 pub use keys::{IdQuad, Index};
 pub use reader::{BitmapStats, GraphSel, PredicateStats, QuadIter, Reader, Statistics};
 pub use store::{Store, StoreOptions, FORMAT_VERSION};

@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) id_cache: Mutex<IdCache>,
     /// `encoded term -> id`. Only committed ids enter it, so an aborted transaction leaves no trace.
     pub(crate) term_cache: Mutex<LruCache<Vec<u8>, TermId>>,
+    /// Receivers of [`crate::CommitEvent`]s (see [`Store::subscribe_commits`]).
+    pub(crate) subscribers: crate::events::Subscribers,
 }
 
 impl Store {
@@ -226,6 +228,7 @@ impl Store {
                 data_version: AtomicU64::new(data_version),
                 id_cache: Mutex::new(IdCache::new(ID_CACHE_SLOTS)),
                 term_cache: Mutex::new(LruCache::new(cache_size)),
+                subscribers: Default::default(),
             }),
         };
         if !read_only {
@@ -333,6 +336,13 @@ impl Store {
             ));
         }
         Ok(out)
+    }
+
+    /// Subscribes to commit notifications: the receiver gets one [`crate::CommitEvent`] per commit that
+    /// changed the store (transactions and bulk loads), sent after the write is durable. The channel is
+    /// unbounded so committers never wait; drop the receiver to unsubscribe.
+    pub fn subscribe_commits(&self) -> std::sync::mpsc::Receiver<crate::CommitEvent> {
+        self.inner.subscribers.subscribe()
     }
 
     /// The data version: incremented by every commit that changes the store.

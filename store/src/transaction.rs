@@ -559,6 +559,28 @@ impl<'a> Committer<'a> {
                 cache.put(bytes, id);
             }
         }
+        if changed {
+            inner.subscribers.publish(|| {
+                let mut graphs: Vec<TermId> = inserts.iter().chain(&deletes).map(|q| q.g).collect();
+                graphs.extend(
+                    graph_changes(&self.txn.ops)
+                        .into_keys()
+                        .filter(|g| *g != TermId::DEFAULT_GRAPH),
+                );
+                graphs.sort_unstable();
+                graphs.dedup();
+                let cap = crate::COMMIT_EVENT_QUAD_CAP;
+                crate::CommitEvent {
+                    data_version,
+                    graphs_touched: graphs,
+                    inserted: inserts.len() as u64,
+                    removed: deletes.len() as u64,
+                    added: inserts.iter().take(cap).copied().collect(),
+                    removed_quads: deletes.iter().take(cap).copied().collect(),
+                    truncated: inserts.len() > cap || deletes.len() > cap,
+                }
+            });
+        }
         Ok(CommitSummary {
             inserted: inserts.len() as u64,
             removed: deletes.len() as u64,

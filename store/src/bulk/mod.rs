@@ -404,6 +404,13 @@ impl<'a> BulkLoad<'a> {
         inner.db.write_opt(batch, &sync)?;
         inner.data_version.store(data_version, Ordering::Release);
         summary.data_version = data_version;
+        // Bulk loads do not track touched graphs or quads: the event says so with `truncated`.
+        inner.subscribers.publish(|| crate::CommitEvent {
+            data_version,
+            inserted: self.inserted,
+            truncated: true,
+            ..Default::default()
+        });
         let _ = std::fs::remove_dir_all(&self.tmp);
         Ok(())
     }
