@@ -81,6 +81,9 @@ pub enum Bench {
         /// BSBM parameter sets (query mixes) the clients cycle through.
         #[arg(long, default_value_t = 20)]
         mixes: usize,
+        /// The server's result cache budget in bytes (0 measures uncached evaluation).
+        #[arg(long, default_value_t = 256 << 20)]
+        cache_bytes: usize,
     },
 }
 
@@ -108,7 +111,8 @@ pub fn run(bench: Bench) -> Result<()> {
             clients,
             seconds,
             mixes,
-        } => serve::bench_serve(&data, work, clients, seconds, mixes.max(1)),
+            cache_bytes,
+        } => serve::bench_serve(&data, work, clients, seconds, mixes.max(1), cache_bytes),
     }
 }
 

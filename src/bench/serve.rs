@@ -50,6 +50,7 @@ pub(super) fn bench_serve(
     clients: usize,
     seconds: f64,
     mixes: usize,
+    cache_bytes: usize,
 ) -> Result<()> {
     if !(seconds > 0.0 && seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600], not {seconds}");
@@ -77,9 +78,12 @@ pub(super) fn bench_serve(
         &store_dir,
         run.triples,
         run.seconds,
-        clients,
-        seconds,
-        mixes,
+        Load {
+            clients,
+            seconds,
+            mixes,
+            cache_bytes,
+        },
     );
     let _ = std::fs::remove_dir_all(&store_dir);
     result?;
@@ -87,15 +91,28 @@ pub(super) fn bench_serve(
     Ok(())
 }
 
+/// The load to put on the server.
+struct Load {
+    clients: usize,
+    seconds: f64,
+    mixes: usize,
+    cache_bytes: usize,
+}
+
 fn serve_store(
     data: &Path,
     store_dir: &Path,
     triples: u64,
     load_seconds: f64,
-    clients: usize,
-    seconds: f64,
-    mixes: usize,
+    load: Load,
 ) -> Result<()> {
+    let Load {
+        clients,
+        seconds,
+        mixes,
+        cache_bytes,
+    } = load;
+    println!("server result cache: {cache_bytes} bytes");
     let store = Store::open(store_dir)?;
     let requests = build_mix(data, &store, mixes)?;
     let mix_len = requests.len() / mixes;
@@ -111,6 +128,7 @@ fn serve_store(
         // The server's defaults: evaluation slots = 2 x cores, the rest of the clients queue.
         ServerConfig {
             bind: "127.0.0.1:0".parse()?,
+            cache_bytes,
             ..Default::default()
         },
     )?;
