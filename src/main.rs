@@ -847,13 +847,14 @@ fn generate(
     }
     writeln!(
         stdout,
-        "{}{}",
+        "{}{}; {}",
         if dry_run {
             "dry run, nothing written: "
         } else {
             ""
         },
-        report.summary()
+        report.summary(),
+        report.cache_summary()
     )?;
     if check && !report.drift.is_empty() {
         bail!(

@@ -289,3 +289,61 @@ fn l3_warm_start_and_stale_entries() {
     assert_eq!(persisted(&store), 1);
     assert_eq!(cache.stats().l3.evictions, 1);
 }
+
+#[test]
+fn l3_cap_deletes_oldest_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let v = store.data_version();
+    let key = |i: usize| ResultKey::new(&format!("q{i}"), None, None, None, "text/csv");
+    // Each encoded value is 1,000 body bytes plus a small header: at most 4 fit in 5,000 bytes.
+    let cache = Cache::with_l3_cap(1 << 20, Some(Store::clone(&store)), 5000);
+    for i in 0..10 {
+        cache.put(key(i), v, "text/csv", vec![b'x'; 1000]);
+    }
+    cache.flush();
+    let (entries, bytes) = tern::query::cache::persisted(&store).unwrap();
+    assert!(bytes <= 5000, "{bytes} bytes persisted");
+    assert_eq!(entries, 4);
+    assert_eq!(cache.stats().l3.evictions, 6);
+    assert!(
+        cache.get_persistent(&key(0), v).is_none(),
+        "the oldest went first"
+    );
+    assert!(cache.get_persistent(&key(9), v).is_some());
+    drop(cache);
+
+    // Reopening with a smaller cap trims what the earlier cache left.
+    let cache = Cache::with_l3_cap(1 << 20, Some(Store::clone(&store)), 2500);
+    cache.flush();
+    let (entries, bytes) = tern::query::cache::persisted(&store).unwrap();
+    assert!(
+        bytes <= 2500 && entries == 2,
+        "{entries} entries, {bytes} bytes"
+    );
+    assert_eq!(cache.stats().l3.evictions, 2);
+    // The default cap is 64 MiB.
+    assert_eq!(tern::query::cache::DEFAULT_L3_MAX_BYTES, 64 << 20);
+}
+
+#[test]
+fn value_cache_shares_the_byte_budget_logic() {
+    use tern::query::cache::ValueCache;
+    let cache: ValueCache<String> = ValueCache::new(1000);
+    let key = |i: usize| ResultKey::new(&format!("q{i}"), None, None, None, "rows");
+    for i in 0..15 {
+        cache.put(key(i), 1, 100, format!("v{i}"));
+    }
+    let s = cache.stats();
+    assert_eq!((s.l2_entries, s.l2_bytes, s.l2.evictions), (10, 1000, 5));
+    assert_eq!(cache.get(&key(14), 1).as_deref(), Some(&"v14".to_string()));
+    assert!(cache.get(&key(0), 1).is_none());
+    assert!(cache.get(&key(14), 2).is_none(), "stale version dropped");
+    let s = cache.stats();
+    assert_eq!((s.l2.hits, s.l2.misses, s.l2.evictions), (1, 2, 6));
+    cache.put(key(99), 1, 126, "big".into());
+    assert_eq!(cache.stats().oversized, 1);
+    assert!(cache.parse("ASK {}", None).is_ok());
+    assert!(cache.parse("ASK {}", None).is_ok());
+    assert_eq!((cache.stats().l1.hits, cache.stats().l1.misses), (1, 1));
+}

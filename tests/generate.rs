@@ -404,3 +404,64 @@ fn schemaorg_end_to_end() {
         .contains("/// Someone."));
     assert!(generator.run(&out, &RUN).unwrap().fast_path);
 }
+
+#[test]
+fn template_queries_are_cached_by_data_version() {
+    let f = fixture(&[(
+        "c.j2",
+        &format!(
+            "---\n{CLASSES}\nfor_each: true\nto: \"{{{{ c | local_name }}}}.txt\"\n---\n\
+             {{{{ count('SELECT ?c WHERE {{ ?c a rdfs:Class }}') }}}} {{{{ label(c) }}}}\n"
+        ),
+    )]);
+    let gen = f.generator();
+    // Frontmatter query, count (once per row: the second is an L2 hit), one label per class.
+    let first = gen.run(&f.out, &RUN).unwrap();
+    assert_eq!(first.created(), 2);
+    assert_eq!(f.read("Dog.txt"), "2 Dog\n");
+    assert_eq!(
+        (first.cache.l2.hits, first.cache.l2.misses),
+        (1, 4),
+        "{first:?}"
+    );
+    assert!(first.cache.l1.misses >= 2);
+    assert!(
+        first.cache_summary().contains("L2 1/4"),
+        "{}",
+        first.cache_summary()
+    );
+
+    // Nothing changed: the receipt fast path runs no query.
+    let warm = gen.run(&f.out, &RUN).unwrap();
+    assert!(warm.fast_path);
+    assert_eq!(warm.cache.l2.hits + warm.cache.l2.misses, 0);
+
+    // Same data version, an output deleted: everything is re-rendered from L2.
+    std::fs::remove_file(f.out.join("Dog.txt")).unwrap();
+    let again = gen.run(&f.out, &RUN).unwrap();
+    assert_eq!(again.created(), 1);
+    assert_eq!((again.cache.l2.hits, again.cache.l2.misses), (5, 0));
+
+    // An UPDATE moves the data version: every entry is stale (a miss, dropped), then cached again.
+    f.store
+        .update("PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#> INSERT DATA { <http://e.org/Dog> rdfs:label \"Hound\"@en }")
+        .unwrap();
+    let changed = gen.run(&f.out, &RUN).unwrap();
+    assert_eq!((changed.cache.l2.hits, changed.cache.l2.misses), (1, 4));
+    assert_eq!(changed.cache.l2.evictions, 4, "{changed:?}");
+    assert!(
+        changed.cache.l1.hits >= 2,
+        "query texts are still parsed: {changed:?}"
+    );
+    assert_eq!((changed.updated(), changed.unchanged()), (0, 2));
+    std::fs::remove_file(f.out.join("Dog.txt")).unwrap();
+    let recached = gen.run(&f.out, &RUN).unwrap();
+    assert_eq!((recached.cache.l2.hits, recached.cache.l2.misses), (5, 0));
+
+    // A cache shared by two generators: the second starts warm.
+    let shared = std::sync::Arc::clone(gen.cache());
+    let other = Generator::with_cache(&f.store, &f.gen, shared).unwrap();
+    let out2 = f.out.with_file_name("out2");
+    let r = other.run(&out2, &RUN).unwrap();
+    assert_eq!((r.created(), r.cache.l2.misses), (2, 0));
+}

@@ -7,8 +7,22 @@ use std::sync::Arc;
 use heck::{ToKebabCase, ToLowerCamelCase, ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use oxrdf::Term;
+use tern_query::cache::{ResultKey, ValueCache};
 use tern_query::{QueryOptions, QueryResults};
 use tern_store::Store;
+
+/// The cache of template query results: L1 parsed queries and L2 converted rows keyed by (query text with
+/// its prefix prologue, store data version), under a byte budget. One is held by each [`crate::Generator`]
+/// and shared by all its templates and runs; pass the same one to several generators with
+/// [`crate::Generator::with_cache`].
+pub type TemplateCache = ValueCache<QueryValue>;
+
+/// The store and the result cache the template functions use.
+#[derive(Clone)]
+pub(crate) struct Bound {
+    pub(crate) store: Store,
+    pub(crate) cache: Arc<TemplateCache>,
+}
 
 /// Prefixes every template knows; a template's `prefixes:` map adds to (and overrides) them.
 pub const DEFAULT_PREFIXES: &[(&str, &str)] = &[
@@ -114,8 +128,9 @@ pub(crate) fn row_value<'a>(bindings: impl Iterator<Item = (&'a str, &'a Term)>)
     Value::from_pairs(pairs)
 }
 
-/// What a query produced, converted once to template values.
-pub(crate) enum QueryValue {
+/// What a template query produced, converted once to template values (and cached as such).
+#[derive(Debug)]
+pub enum QueryValue {
     /// SELECT rows or CONSTRUCT triples (`subject`, `predicate`, `object`).
     Rows(Vec<Value>),
     /// ASK.
@@ -123,27 +138,64 @@ pub(crate) enum QueryValue {
 }
 
 impl QueryValue {
-    pub(crate) fn into_value(self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         match self {
-            QueryValue::Rows(rows) => Value::from(rows),
-            QueryValue::Boolean(b) => Value::from(b),
+            QueryValue::Rows(rows) => Value::from(rows.clone()),
+            QueryValue::Boolean(b) => Value::from(*b),
         }
     }
 }
 
-/// Runs a query (prefixes prepended) and converts its results; `limit` stops after that many rows.
+/// Rough bytes a converted binding takes (strings twice: value and detail map; plus map overhead), the
+/// weight charged against the cache budget.
+fn binding_size(name: &str, term: &Term) -> usize {
+    let len = match term {
+        Term::NamedNode(n) => n.as_str().len(),
+        Term::BlankNode(b) => b.as_str().len(),
+        Term::Literal(l) => l.value().len() + l.datatype().as_str().len(),
+        #[allow(unreachable_patterns)]
+        _ => 64,
+    };
+    2 * (name.len() + len) + 192
+}
+
+/// Runs a query (prefixes prepended) through the cache: L2 by (full text, limit) at the store's current
+/// data version, else L1-parsed and evaluated, converted and cached. `limit` stops after that many rows.
 pub(crate) fn run_query(
-    store: &Store,
+    bound: &Bound,
     prefixes: &Prefixes,
     text: &str,
     limit: Option<usize>,
-) -> Result<QueryValue, String> {
+) -> Result<Arc<QueryValue>, String> {
     let full = prefixes.with_prologue(text);
-    let results =
-        tern_query::query(store, &full, QueryOptions::default()).map_err(|e| e.to_string())?;
+    // Taken before the snapshot: results cached under it are at least this new, and a later commit moves
+    // the version on, so they are never served for newer data.
+    let version = bound.store.data_version();
+    let format = match limit {
+        Some(n) => format!("generate/rows/{n}"),
+        None => "generate/rows".to_string(),
+    };
+    let key = ResultKey::new(&full, None, None, None, &format);
+    if let Some(v) = bound.cache.get(&key, version) {
+        return Ok(v);
+    }
+    let (value, size) = evaluate(bound, &full, limit)?;
+    Ok(bound.cache.put(key, version, size, value))
+}
+
+/// Evaluates `full` (L1-parsed) and converts its results; returns them and their estimated size.
+fn evaluate(
+    bound: &Bound,
+    full: &str,
+    limit: Option<usize>,
+) -> Result<(QueryValue, usize), String> {
+    let parsed = bound.cache.parse(full, None).map_err(|e| e.to_string())?;
+    let results = tern_query::query_parsed(&bound.store, parsed, &QueryOptions::default())
+        .map_err(|e| e.to_string())?;
     let limit = limit.unwrap_or(usize::MAX);
+    let mut size = 64;
     Ok(match results {
-        QueryResults::Boolean(b) => QueryValue::Boolean(b),
+        QueryResults::Boolean(b) => (QueryValue::Boolean(b), size),
         QueryResults::Solutions(solutions) => {
             let mut rows = Vec::new();
             for s in solutions {
@@ -151,14 +203,19 @@ pub(crate) fn run_query(
                     break;
                 }
                 let s = s.map_err(|e| e.to_string())?;
-                rows.push(row_value(
-                    s.variables()
-                        .iter()
-                        .zip(s.values())
-                        .filter_map(|(v, t)| t.as_ref().map(|t| (v.as_str(), t))),
-                ));
+                let bindings = s
+                    .variables()
+                    .iter()
+                    .zip(s.values())
+                    .filter_map(|(v, t)| t.as_ref().map(|t| (v.as_str(), t)));
+                size += 64
+                    + bindings
+                        .clone()
+                        .map(|(n, t)| binding_size(n, t))
+                        .sum::<usize>();
+                rows.push(row_value(bindings));
             }
-            QueryValue::Rows(rows)
+            (QueryValue::Rows(rows), size)
         }
         QueryResults::Graph(triples) => {
             let mut rows = Vec::new();
@@ -169,16 +226,19 @@ pub(crate) fn run_query(
                 let t = t.map_err(|e| e.to_string())?;
                 let subject: Term = t.subject.into();
                 let predicate: Term = t.predicate.into();
-                rows.push(row_value(
-                    [
-                        ("subject", &subject),
-                        ("predicate", &predicate),
-                        ("object", &t.object),
-                    ]
-                    .into_iter(),
-                ));
+                let bindings = [
+                    ("subject", &subject),
+                    ("predicate", &predicate),
+                    ("object", &t.object),
+                ];
+                size += 64
+                    + bindings
+                        .iter()
+                        .map(|(n, t)| binding_size(n, t))
+                        .sum::<usize>();
+                rows.push(row_value(bindings.into_iter()));
             }
-            QueryValue::Rows(rows)
+            (QueryValue::Rows(rows), size)
         }
     })
 }
@@ -203,16 +263,41 @@ const LABEL_PREDICATES: &[&str] = &[
 ];
 
 /// rdfs:label, else skos:prefLabel, else dcterms:title (an English or untagged one preferred), else the
-/// local name.
-fn label(store: &Store, prefixes: &Prefixes, iri: &str) -> Result<String, Error> {
+/// local name. Cached as one entry per IRI and data version.
+fn label(bound: &Bound, prefixes: &Prefixes, iri: &str) -> Result<String, Error> {
     let iri = prefixes.expand(iri);
     // A term that is not a valid IRI cannot be put in a query; its local name is the best label.
     if oxrdf::NamedNode::new(iri.as_str()).is_err() {
         return Ok(local_name(&iri).to_string());
     }
+    let version = bound.store.data_version();
+    let key = ResultKey::new(&iri, None, None, None, "generate/label");
+    if let Some(v) = bound.cache.get(&key, version) {
+        if let QueryValue::Rows(rows) = v.as_ref() {
+            if let Some(l) = rows.first().and_then(|l| l.as_str()) {
+                return Ok(l.to_string());
+            }
+        }
+    }
+    let l = find_label(bound, &iri)?;
+    bound.cache.put(
+        key,
+        version,
+        128 + 2 * l.len(),
+        QueryValue::Rows(vec![Value::from(l.clone())]),
+    );
+    Ok(l)
+}
+
+/// The uncached lookup behind [`label`].
+fn find_label(bound: &Bound, iri: &str) -> Result<String, Error> {
     for p in LABEL_PREDICATES {
         let q = format!("SELECT ?l WHERE {{ <{iri}> <{p}> ?l }}");
-        let results = tern_query::query(store, &q, QueryOptions::default())
+        let parsed = bound
+            .cache
+            .parse(&q, None)
+            .map_err(|e| template_error(format!("label({iri}): {e}")))?;
+        let results = tern_query::query_parsed(&bound.store, parsed, &QueryOptions::default())
             .map_err(|e| template_error(format!("label({iri}): {e}")))?;
         let QueryResults::Solutions(solutions) = results else {
             continue;
@@ -235,54 +320,52 @@ fn label(store: &Store, prefixes: &Prefixes, iri: &str) -> Result<String, Error>
             return Ok(l);
         }
     }
-    Ok(local_name(&iri).to_string())
+    Ok(local_name(iri).to_string())
 }
 
 /// Registers the store-bound functions and the filters on a template's environment.
-pub(crate) fn register(env: &mut Environment<'static>, store: &Store, prefixes: Arc<Prefixes>) {
+pub(crate) fn register(env: &mut Environment<'static>, bound: &Bound, prefixes: Arc<Prefixes>) {
     {
-        let (store, prefixes) = (store.clone(), Arc::clone(&prefixes));
+        let (bound, prefixes) = (bound.clone(), Arc::clone(&prefixes));
         env.add_function("sparql", move |q: String| -> Result<Value, Error> {
-            run_query(&store, &prefixes, &q, None)
-                .map(QueryValue::into_value)
+            run_query(&bound, &prefixes, &q, None)
+                .map(|v| v.to_value())
                 .map_err(|e| template_error(format!("sparql(): {e}")))
         });
     }
     {
-        let (store, prefixes) = (store.clone(), Arc::clone(&prefixes));
+        let (bound, prefixes) = (bound.clone(), Arc::clone(&prefixes));
         env.add_function("sparql_first", move |q: String| -> Result<Value, Error> {
-            match run_query(&store, &prefixes, &q, Some(1)) {
-                Ok(QueryValue::Rows(rows)) => {
-                    Ok(rows.into_iter().next().unwrap_or(Value::from(())))
-                }
-                Ok(QueryValue::Boolean(b)) => Ok(Value::from(b)),
+            match run_query(&bound, &prefixes, &q, Some(1)).as_deref() {
+                Ok(QueryValue::Rows(rows)) => Ok(rows.first().cloned().unwrap_or(Value::from(()))),
+                Ok(QueryValue::Boolean(b)) => Ok(Value::from(*b)),
                 Err(e) => Err(template_error(format!("sparql_first(): {e}"))),
             }
         });
     }
     {
-        let (store, prefixes) = (store.clone(), Arc::clone(&prefixes));
+        let (bound, prefixes) = (bound.clone(), Arc::clone(&prefixes));
         env.add_function("ask", move |q: String| -> Result<bool, Error> {
-            match run_query(&store, &prefixes, &q, None) {
-                Ok(QueryValue::Boolean(b)) => Ok(b),
+            match run_query(&bound, &prefixes, &q, None).as_deref() {
+                Ok(QueryValue::Boolean(b)) => Ok(*b),
                 Ok(QueryValue::Rows(rows)) => Ok(!rows.is_empty()),
                 Err(e) => Err(template_error(format!("ask(): {e}"))),
             }
         });
     }
     {
-        let (store, prefixes) = (store.clone(), Arc::clone(&prefixes));
+        let (bound, prefixes) = (bound.clone(), Arc::clone(&prefixes));
         env.add_function("count", move |q: String| -> Result<usize, Error> {
-            match run_query(&store, &prefixes, &q, None) {
-                Ok(QueryValue::Boolean(b)) => Ok(usize::from(b)),
+            match run_query(&bound, &prefixes, &q, None).as_deref() {
+                Ok(QueryValue::Boolean(b)) => Ok(usize::from(*b)),
                 Ok(QueryValue::Rows(rows)) => Ok(rows.len()),
                 Err(e) => Err(template_error(format!("count(): {e}"))),
             }
         });
     }
     {
-        let (store, prefixes) = (store.clone(), Arc::clone(&prefixes));
-        let f = move |term: String| -> Result<String, Error> { label(&store, &prefixes, &term) };
+        let (bound, prefixes) = (bound.clone(), Arc::clone(&prefixes));
+        let f = move |term: String| -> Result<String, Error> { label(&bound, &prefixes, &term) };
         env.add_function("label", f.clone());
         env.add_filter("label", f);
     }

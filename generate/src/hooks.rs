@@ -332,7 +332,20 @@ impl HookEngine {
         }
         let worker = Arc::new(WebhookWorker::start(store, config.webhooks, secrets)?);
         let stop = Arc::new(Mutex::new(false));
-        let processed = Arc::new(AtomicU64::new(store.data_version()));
+        let current = store.data_version();
+        // Commits made while no engine ran (or before a killed engine evaluated them) are evaluated now, as
+        // one batch touching everything; a store never seen by an engine starts from its current version.
+        let missed = store
+            .app_get(CURSOR)
+            .ok()
+            .flatten()
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+            .filter(|last| *last < current)
+            .map(|_| current);
+        let processed = Arc::new(AtomicU64::new(if missed.is_some() { 0 } else { current }));
+        if missed.is_none() {
+            let _ = store.app_put(CURSOR, Some(current.to_string().as_bytes()));
+        }
         let fired = Arc::new(Mutex::new(HashMap::new()));
         let engine = Engine {
             store: store.clone(),
@@ -345,7 +358,7 @@ impl HookEngine {
         };
         let thread = std::thread::Builder::new()
             .name("tern-hooks".into())
-            .spawn(move || engine.run(events))
+            .spawn(move || engine.run(events, missed))
             .map_err(|e| GenerateError::Hooks(format!("cannot start the hooks thread: {e}")))?;
         Ok(HookEngine {
             stop,
@@ -399,6 +412,9 @@ impl Drop for HookEngine {
     }
 }
 
+/// Application record holding the data version up to which commits have been evaluated.
+const CURSOR: &str = "hooks/processed";
+
 /// How often the engine thread checks for a stop request while no commit arrives.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -425,7 +441,15 @@ impl Engine {
         self.stop.lock().map_or(true, |s| *s)
     }
 
-    fn run(mut self, events: Receiver<CommitEvent>) {
+    fn run(mut self, events: Receiver<CommitEvent>, missed: Option<u64>) {
+        if let Some(version) = missed {
+            self.evaluate(&Batch {
+                data_version: version,
+                truncated: true,
+                ..Default::default()
+            });
+            self.done(version);
+        }
         loop {
             let first = match events.recv_timeout(POLL) {
                 Ok(e) => e,
@@ -449,10 +473,22 @@ impl Engine {
                 }
             }
             self.evaluate(&batch);
-            self.processed
-                .fetch_max(batch.data_version, Ordering::AcqRel);
+            self.done(batch.data_version);
             if self.stopped() {
                 return;
+            }
+        }
+    }
+
+    /// Records that commits up to `version` are evaluated (in memory and in the store's cursor).
+    fn done(&self, version: u64) {
+        let previous = self.processed.fetch_max(version, Ordering::AcqRel);
+        if version > previous {
+            if let Err(e) = self
+                .store
+                .app_put(CURSOR, Some(version.to_string().as_bytes()))
+            {
+                tracing::warn!("hooks: cannot record the processed version: {e}");
             }
         }
     }

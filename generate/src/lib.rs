@@ -36,8 +36,9 @@ use tern_store::Store;
 
 use apply::{Anchor, Injected};
 pub use error::{GenerateError, Result};
-pub use functions::{local_name, DEFAULT_PREFIXES};
-use functions::{run_query, Prefixes, QueryValue};
+pub use functions::{local_name, QueryValue, TemplateCache, DEFAULT_PREFIXES};
+use functions::{run_query, Bound, Prefixes};
+pub use tern_query::cache::CacheStats;
 
 /// Fuel (minijinja instructions) one render may spend: far above any real template, low enough that an
 /// endless loop stops within a second or so.
@@ -125,6 +126,8 @@ const TO: &str = "to";
 /// A loaded generator folder, bound to a store.
 pub struct Generator {
     store: Store,
+    /// Template query results (L1 parsed, L2 rows), shared by all templates and runs.
+    cache: Arc<TemplateCache>,
     name: String,
     templates: Vec<Template>,
     /// sha256 of every input file, by relative path.
@@ -195,6 +198,9 @@ pub struct RunReport {
     pub write_seconds: f64,
     /// Total seconds.
     pub total_seconds: f64,
+    /// Template query cache counters accumulated during this run (L1 parsed queries, L2 result rows; L3
+    /// is unused). If the cache is shared with generators running concurrently, theirs are included.
+    pub cache: CacheStats,
 }
 
 impl RunReport {
@@ -225,6 +231,20 @@ impl RunReport {
     pub fn written(&self) -> usize {
         self.created() + self.updated()
     }
+    /// Compact cache counters: `cache L1 h/m, L2 h/m (NN% hits), E evicted`.
+    pub fn cache_summary(&self) -> String {
+        let c = &self.cache;
+        format!(
+            "cache L1 {}/{}, L2 {}/{} hit/miss ({:.0}% hits), {} evicted",
+            c.l1.hits,
+            c.l1.misses,
+            c.l2.hits,
+            c.l2.misses,
+            100.0 * c.l2.hit_rate(),
+            c.l1.evictions + c.l2.evictions
+        )
+    }
+
     /// One line: counts and time.
     pub fn summary(&self) -> String {
         format!(
@@ -326,7 +346,7 @@ fn list_files(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result
 }
 
 impl Template {
-    fn load(store: &Store, file: String, text: &str) -> Result<Template> {
+    fn load(bound: &Bound, file: String, text: &str) -> Result<Template> {
         let (yaml, body, line_offset) = split_frontmatter(text);
         let raw: RawFrontmatter = match yaml {
             Some(y) if !y.trim().is_empty() => {
@@ -446,7 +466,7 @@ impl Template {
             .trim_blocks(true)
             .lstrip_blocks(true);
         env.set_syntax(syntax.build().map_err(|e| error::template(&file, 0, &e))?);
-        functions::register(&mut env, store, Arc::clone(&prefixes));
+        functions::register(&mut env, bound, Arc::clone(&prefixes));
         env.add_template_owned(BODY, body.to_string())
             .map_err(|e| error::template(&file, line_offset, &e))?;
         env.add_template_owned(TO, to)
@@ -494,9 +514,24 @@ struct Planned {
 }
 
 impl Generator {
-    /// Loads the generator folder `dir`: every non-hidden file under it is a template.
+    /// Loads the generator folder `dir`: every non-hidden file under it is a template. The generator gets
+    /// its own template query cache ([`TemplateCache`] with the default 64 MiB budget).
     pub fn new(store: &Store, dir: impl AsRef<Path>) -> Result<Generator> {
+        Generator::with_cache(store, dir, Arc::new(TemplateCache::default()))
+    }
+
+    /// Like [`Generator::new`], with template query results cached in `cache` (which may be shared with
+    /// other generators on the same store).
+    pub fn with_cache(
+        store: &Store,
+        dir: impl AsRef<Path>,
+        cache: Arc<TemplateCache>,
+    ) -> Result<Generator> {
         let dir = dir.as_ref();
+        let bound = Bound {
+            store: store.clone(),
+            cache: Arc::clone(&cache),
+        };
         if !dir.is_dir() {
             return Err(GenerateError::Folder {
                 dir: dir.to_path_buf(),
@@ -523,7 +558,7 @@ impl Generator {
                 );
                 continue;
             };
-            templates.push(Template::load(store, rel, &text)?);
+            templates.push(Template::load(&bound, rel, &text)?);
         }
         if templates.is_empty() {
             return Err(GenerateError::Folder {
@@ -535,10 +570,16 @@ impl Generator {
         }
         Ok(Generator {
             store: store.clone(),
+            cache,
             name,
             templates,
             inputs,
         })
+    }
+
+    /// The template query cache.
+    pub fn cache(&self) -> &Arc<TemplateCache> {
+        &self.cache
     }
 
     /// The generator's name (its folder name), which keys its receipt.
@@ -568,6 +609,7 @@ impl Generator {
         let canon_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
         let receipt = self.receipt()?;
         let data_version = self.store.data_version();
+        let cache_before = self.cache.stats();
         let mut report = RunReport {
             generator: self.name.clone(),
             ..Default::default()
@@ -592,6 +634,7 @@ impl Generator {
                     })
                     .collect();
                 report.total_seconds = started.elapsed().as_secs_f64();
+                report.cache = self.cache.stats().since(&cache_before);
                 return Ok(report);
             }
         }
@@ -735,7 +778,16 @@ impl Generator {
         report.write_seconds = write_started.elapsed().as_secs_f64();
         report.outputs = planned.into_iter().map(|p| p.report).collect();
         report.total_seconds = started.elapsed().as_secs_f64();
+        report.cache = self.cache.stats().since(&cache_before);
         Ok(report)
+    }
+
+    /// The store and cache, as the query helpers take them.
+    fn bound(&self) -> Bound {
+        Bound {
+            store: self.store.clone(),
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     /// True if every owned output and watched target on disk has the hash the receipt recorded.
@@ -759,14 +811,14 @@ impl Generator {
         pending: &mut HashMap<PathBuf, Vec<u8>>,
     ) -> Result<()> {
         if let Some(q) = &t.when {
-            let ok = match run_query(&self.store, &t.prefixes, q, None) {
-                Ok(QueryValue::Boolean(b)) => b,
+            let ok = match run_query(&self.bound(), &t.prefixes, q, None).as_deref() {
+                Ok(QueryValue::Boolean(b)) => *b,
                 Ok(QueryValue::Rows(rows)) => !rows.is_empty(),
                 Err(message) => {
                     return Err(GenerateError::Query {
                         file: t.file.clone(),
                         name: "when".into(),
-                        message,
+                        message: message.to_string(),
                     })
                 }
             };
@@ -783,7 +835,7 @@ impl Generator {
         ];
         let mut rows_to_iterate = None;
         for (name, q) in &t.queries {
-            let v = run_query(&self.store, &t.prefixes, q, None).map_err(|message| {
+            let v = run_query(&self.bound(), &t.prefixes, q, None).map_err(|message| {
                 GenerateError::Query {
                     file: t.file.clone(),
                     name: name.clone(),
@@ -791,7 +843,7 @@ impl Generator {
                 }
             })?;
             if t.for_each.as_deref() == Some(name.as_str()) {
-                match &v {
+                match v.as_ref() {
                     QueryValue::Rows(rows) => rows_to_iterate = Some(rows.clone()),
                     QueryValue::Boolean(_) => {
                         return Err(error::frontmatter(
@@ -803,7 +855,7 @@ impl Generator {
                     }
                 }
             }
-            base.push((name.clone(), v.into_value()));
+            base.push((name.clone(), v.to_value()));
         }
         let contexts: Vec<Value> = match rows_to_iterate {
             None => vec![Value::from_pairs(base)],

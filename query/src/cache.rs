@@ -11,8 +11,14 @@
 //! the store is still at that version: invalidation is by data version, never by time. A stale entry found
 //! by a lookup is dropped (and deleted from L3); opening a cache sweeps L3 entries of other versions.
 //! Results larger than [`Cache::entry_cap`] (1/8 of the budget) are never cached, so no caller needs to
-//! buffer an unbounded result to fill the cache.
+//! buffer an unbounded result to fill the cache. L3 is capped too ([`DEFAULT_L3_MAX_BYTES`] unless
+//! configured): past the cap the oldest persisted entries are deleted.
+//!
+//! [`ValueCache`] is the typed sibling used by code generation: the same L1 and the same LRU-by-bytes L2
+//! (one implementation, [`ByteLru`]), but holding caller-defined values (e.g. converted result rows)
+//! instead of serialized bodies, and no L3.
 
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -33,6 +39,8 @@ pub const L1_ENTRIES: usize = 1024;
 pub const L3_PREFIX: &str = "cache/";
 /// Magic and layout version at the start of every L3 value.
 const L3_MAGIC: &[u8; 4] = b"tc1\0";
+/// Default cap on the total bytes of persisted (L3) entries: 64 MiB.
+pub const DEFAULT_L3_MAX_BYTES: u64 = 64 << 20;
 /// Pending L3 writes; more are dropped (the entry simply stays memory-only) rather than blocking.
 const L3_QUEUE: usize = 256;
 
@@ -177,10 +185,113 @@ impl AsRef<[u8]> for Entry {
     }
 }
 
-/// L2: results under a byte budget.
-struct Memory {
-    map: LruCache<ResultKey, Arc<Entry>>,
+/// What a [`ByteLru`] lookup found.
+pub enum Lookup<V> {
+    /// An entry computed at the requested data version.
+    Hit(Arc<V>),
+    /// An entry of another data version was found and dropped.
+    Stale,
+    /// Nothing under that key.
+    Miss,
+}
+
+/// An LRU map from [`ResultKey`] to values computed at one data version, bounded by the sum of the
+/// values' sizes (as given by the caller at insertion). The one implementation behind both L2s.
+pub struct ByteLru<V> {
+    map: LruCache<ResultKey, (u64, usize, Arc<V>)>,
     bytes: usize,
+    budget: usize,
+}
+
+impl<V> ByteLru<V> {
+    /// An empty map holding at most `budget` bytes.
+    pub fn new(budget: usize) -> ByteLru<V> {
+        ByteLru {
+            map: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// The value for `key` if it was computed at `version`; a value of another version is removed.
+    pub fn get(&mut self, key: &ResultKey, version: u64) -> Lookup<V> {
+        match self.map.get(key) {
+            Some((v, _, value)) if *v == version => Lookup::Hit(Arc::clone(value)),
+            Some(_) => {
+                if let Some((_, size, _)) = self.map.pop(key) {
+                    self.bytes = self.bytes.saturating_sub(size);
+                }
+                Lookup::Stale
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Inserts (or replaces) `key`, then drops least recently used entries until the total is within the
+    /// budget; returns how many were dropped.
+    pub fn insert(&mut self, key: ResultKey, version: u64, size: usize, value: Arc<V>) -> u64 {
+        self.bytes = self.bytes.saturating_add(size);
+        if let Some((_, old, _)) = self.map.put(key, (version, size, value)) {
+            self.bytes = self.bytes.saturating_sub(old);
+        }
+        let mut evicted = 0;
+        while self.bytes > self.budget {
+            let Some((_, (_, old, _))) = self.map.pop_lru() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(old);
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// L1: parsed queries by (text, base IRI), with their counters.
+struct Parsed {
+    lru: Mutex<LruCache<(String, Option<String>), Query>>,
+    counters: LevelCounters,
+}
+
+impl Parsed {
+    fn new() -> Parsed {
+        Parsed {
+            lru: Mutex::new(LruCache::new(
+                NonZeroUsize::new(L1_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
+            counters: LevelCounters::default(),
+        }
+    }
+
+    fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
+        let key = (text.to_owned(), base_iri.map(str::to_owned));
+        if let Some(q) = lock(&self.lru).get(&key) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(q.clone());
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let q = crate::parse_query(text, base_iri)?;
+        if lock(&self.lru).push(key, q.clone()).is_some() {
+            // `push` returns the least recently used entry when full (or the same key, raced in by
+            // another thread: counted too, harmlessly).
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(q)
+    }
 }
 
 /// Work for the L3 writer thread.
@@ -200,13 +311,12 @@ struct Persistent {
 
 /// The three cache levels and their counters. Cheap to share behind an `Arc`.
 pub struct Cache {
-    parsed: Mutex<LruCache<(String, Option<String>), Query>>,
-    memory: Mutex<Memory>,
+    parsed: Parsed,
+    memory: Mutex<ByteLru<Entry>>,
     budget: usize,
     l3: Option<Persistent>,
-    l1: LevelCounters,
     l2: LevelCounters,
-    l3c: LevelCounters,
+    l3c: Arc<LevelCounters>,
     oversized: AtomicU64,
 }
 
@@ -218,22 +328,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Cache {
     /// A cache with an L2 budget of `budget` bytes and, when `store` is given and writable, an L3 in it.
     /// Opening sweeps L3 entries whose data version is not the store's. A budget of 0 disables L2 and L3
-    /// (L1 still works).
+    /// (L1 still works). L3 holds at most [`DEFAULT_L3_MAX_BYTES`].
     pub fn new(budget: usize, store: Option<Store>) -> Cache {
-        let l3c = LevelCounters::default();
+        Cache::with_l3_cap(budget, store, DEFAULT_L3_MAX_BYTES)
+    }
+
+    /// Like [`Cache::new`], with L3 capped at `l3_max_bytes` (encoded values): past it the oldest entries
+    /// (by insertion; entries found when opening count as older than any written since) are deleted.
+    pub fn with_l3_cap(budget: usize, store: Option<Store>, l3_max_bytes: u64) -> Cache {
+        let l3c = Arc::new(LevelCounters::default());
         let l3 = store
             .filter(|s| budget > 0 && !s.is_read_only())
             .map(|store| {
-                let swept = sweep(&store).unwrap_or_else(|e| {
+                let survivors = sweep(&store).unwrap_or_else(|e| {
                     tracing::warn!("query cache: cannot sweep stale entries: {e}");
-                    0
+                    Sweep::default()
                 });
-                l3c.evictions.fetch_add(swept, Ordering::Relaxed);
+                l3c.evictions
+                    .fetch_add(survivors.removed, Ordering::Relaxed);
                 let (tx, rx) = sync_channel(L3_QUEUE);
                 let writer_store = store.clone();
+                let mut index = L3Index::new(l3_max_bytes);
+                for (name, size) in survivors.kept {
+                    index.insert(name, size);
+                }
+                let counters = Arc::clone(&l3c);
                 let thread = std::thread::Builder::new()
                     .name("tern-cache-l3".into())
-                    .spawn(move || l3_writer(writer_store, rx));
+                    .spawn(move || l3_writer(writer_store, rx, index, &counters));
                 match thread {
                     Ok(t) => Persistent {
                         store,
@@ -252,16 +374,10 @@ impl Cache {
                 }
             });
         Cache {
-            parsed: Mutex::new(LruCache::new(
-                NonZeroUsize::new(L1_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
-            memory: Mutex::new(Memory {
-                map: LruCache::unbounded(),
-                bytes: 0,
-            }),
+            parsed: Parsed::new(),
+            memory: Mutex::new(ByteLru::new(budget)),
             budget,
             l3,
-            l1: LevelCounters::default(),
             l2: LevelCounters::default(),
             l3c,
             oversized: AtomicU64::new(0),
@@ -280,19 +396,7 @@ impl Cache {
 
     /// L1: parses `text`, or clones the query parsed earlier with the same text and base IRI.
     pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
-        let key = (text.to_owned(), base_iri.map(str::to_owned));
-        if let Some(q) = lock(&self.parsed).get(&key) {
-            self.l1.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(q.clone());
-        }
-        self.l1.misses.fetch_add(1, Ordering::Relaxed);
-        let q = crate::parse_query(text, base_iri)?;
-        if lock(&self.parsed).push(key, q.clone()).is_some() {
-            // `push` returns the least recently used entry when full (or the same key, raced in by
-            // another thread: counted too, harmlessly).
-            self.l1.evictions.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(q)
+        self.parsed.parse(text, base_iri)
     }
 
     /// L2 only: the entry for `key` computed at data version `version`, if held in memory. Never blocks
@@ -301,20 +405,16 @@ impl Cache {
         if !self.enabled() {
             return None;
         }
-        let mut m = lock(&self.memory);
-        match m.map.get(key) {
-            Some(e) if e.version == version => {
+        match lock(&self.memory).get(key, version) {
+            Lookup::Hit(e) => {
                 self.l2.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(Arc::clone(e));
+                return Some(e);
             }
-            Some(_) => {
-                // Stale: computed at another data version; it can never be served again.
-                if let Some(old) = m.map.pop(key) {
-                    m.bytes = m.bytes.saturating_sub(old.body.len());
-                    self.l2.evictions.fetch_add(1, Ordering::Relaxed);
-                }
+            // Stale: computed at another data version; it can never be served again.
+            Lookup::Stale => {
+                self.l2.evictions.fetch_add(1, Ordering::Relaxed);
             }
-            None => {}
+            Lookup::Miss => {}
         }
         self.l2.misses.fetch_add(1, Ordering::Relaxed);
         None
@@ -387,18 +487,9 @@ impl Cache {
     }
 
     fn insert_memory(&self, key: ResultKey, entry: Arc<Entry>) {
-        let mut m = lock(&self.memory);
-        m.bytes += entry.body.len();
-        if let Some(old) = m.map.put(key, entry) {
-            m.bytes = m.bytes.saturating_sub(old.body.len());
-        }
-        while m.bytes > self.budget {
-            let Some((_, old)) = m.map.pop_lru() else {
-                break;
-            };
-            m.bytes = m.bytes.saturating_sub(old.body.len());
-            self.l2.evictions.fetch_add(1, Ordering::Relaxed);
-        }
+        let (version, size) = (entry.version, entry.body.len());
+        let evicted = lock(&self.memory).insert(key, version, size, entry);
+        self.l2.evictions.fetch_add(evicted, Ordering::Relaxed);
     }
 
     fn send(&self, op: L3Op) {
@@ -438,10 +529,10 @@ impl Cache {
     pub fn stats(&self) -> CacheStats {
         let (l2_bytes, l2_entries) = {
             let m = lock(&self.memory);
-            (m.bytes as u64, m.map.len() as u64)
+            (m.bytes() as u64, m.len() as u64)
         };
         CacheStats {
-            l1: self.l1.snapshot(),
+            l1: self.parsed.counters.snapshot(),
             l2: self.l2.snapshot(),
             l3: self.l3c.snapshot(),
             l2_bytes,
@@ -464,11 +555,89 @@ impl Drop for Cache {
     }
 }
 
-fn l3_writer(store: Store, rx: Receiver<L3Op>) {
+/// The persisted entries in insertion order with their sizes, kept by the L3 writer to enforce the cap.
+struct L3Index {
+    /// name -> (sequence number, bytes).
+    by_name: HashMap<String, (u64, u64)>,
+    /// sequence number -> name: the oldest first.
+    by_age: BTreeMap<u64, String>,
+    next: u64,
+    total: u64,
+    max: u64,
+}
+
+impl L3Index {
+    fn new(max: u64) -> L3Index {
+        L3Index {
+            by_name: HashMap::new(),
+            by_age: BTreeMap::new(),
+            next: 0,
+            total: 0,
+            max,
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some((seq, size)) = self.by_name.remove(name) {
+            self.by_age.remove(&seq);
+            self.total = self.total.saturating_sub(size);
+        }
+    }
+
+    /// Records `name` as the newest entry (replacing an older record of it).
+    fn insert(&mut self, name: String, size: u64) {
+        self.remove(&name);
+        let seq = self.next;
+        self.next += 1;
+        self.by_age.insert(seq, name.clone());
+        self.by_name.insert(name, (seq, size));
+        self.total = self.total.saturating_add(size);
+    }
+
+    /// Names of the oldest entries to delete so the total is within the cap (removed from the index).
+    fn over_cap(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while self.total > self.max {
+            let Some((_, name)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some((_, size)) = self.by_name.remove(&name) {
+                self.total = self.total.saturating_sub(size);
+            }
+            out.push(name);
+        }
+        out
+    }
+}
+
+fn l3_writer(store: Store, rx: Receiver<L3Op>, mut index: L3Index, counters: &LevelCounters) {
+    let evict = |index: &mut L3Index| {
+        for name in index.over_cap() {
+            match store.app_put(&name, None) {
+                Ok(()) => {
+                    counters.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!("query cache: cannot evict {name}: {e}"),
+            }
+        }
+    };
+    // Entries left by an earlier process may already exceed a (smaller) cap.
+    evict(&mut index);
     for op in rx {
         let outcome = match op {
-            L3Op::Put(name, value) => store.app_put(&name, Some(&value)),
-            L3Op::Delete(name) => store.app_put(&name, None),
+            L3Op::Put(name, value) => {
+                let size = value.len() as u64;
+                let r = store.app_put(&name, Some(&value));
+                if r.is_ok() {
+                    index.insert(name, size);
+                    evict(&mut index);
+                }
+                r
+            }
+            L3Op::Delete(name) => {
+                index.remove(&name);
+                store.app_put(&name, None)
+            }
             L3Op::Flush(done) => {
                 let _ = done.send(());
                 Ok(())
@@ -480,17 +649,28 @@ fn l3_writer(store: Store, rx: Receiver<L3Op>) {
     }
 }
 
-/// Deletes L3 entries whose data version is not the store's; returns how many.
-fn sweep(store: &Store) -> tern_store::Result<u64> {
+/// What opening L3 found.
+#[derive(Default)]
+struct Sweep {
+    /// Stale entries deleted.
+    removed: u64,
+    /// Current entries kept: (name, bytes).
+    kept: Vec<(String, u64)>,
+}
+
+/// Deletes L3 entries whose data version is not the store's; returns them and the kept ones.
+fn sweep(store: &Store) -> tern_store::Result<Sweep> {
     let version = store.data_version();
-    let mut removed = 0;
+    let mut out = Sweep::default();
     for (name, value) in store.app_scan(L3_PREFIX)? {
         if Entry::decode_version(&value) != Some(version) {
             store.app_put(&name, None)?;
-            removed += 1;
+            out.removed += 1;
+        } else {
+            out.kept.push((name, value.len() as u64));
         }
     }
-    Ok(removed)
+    Ok(out)
 }
 
 /// L3 entries persisted in `store` and their total bytes (for `tern stats`).
@@ -498,4 +678,129 @@ pub fn persisted(store: &Store) -> tern_store::Result<(u64, u64)> {
     let entries = store.app_scan(L3_PREFIX)?;
     let bytes = entries.iter().map(|(_, v)| v.len() as u64).sum();
     Ok((entries.len() as u64, bytes))
+}
+
+impl LevelStats {
+    /// Hits over lookups, 0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        }
+    }
+
+    /// The counts accumulated since `earlier` (a snapshot of the same level).
+    pub fn since(&self, earlier: &LevelStats) -> LevelStats {
+        LevelStats {
+            hits: self.hits.saturating_sub(earlier.hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            evictions: self.evictions.saturating_sub(earlier.evictions),
+        }
+    }
+}
+
+impl CacheStats {
+    /// The counters accumulated since `earlier`; the sizes (`l2_bytes`, `l2_entries`) are this snapshot's.
+    pub fn since(&self, earlier: &CacheStats) -> CacheStats {
+        CacheStats {
+            l1: self.l1.since(&earlier.l1),
+            l2: self.l2.since(&earlier.l2),
+            l3: self.l3.since(&earlier.l3),
+            l2_bytes: self.l2_bytes,
+            l2_entries: self.l2_entries,
+            oversized: self.oversized.saturating_sub(earlier.oversized),
+        }
+    }
+}
+
+/// Default byte budget of a [`ValueCache`]: 64 MiB.
+pub const DEFAULT_VALUE_CACHE_BYTES: usize = 64 << 20;
+
+/// The typed sibling of [`Cache`]: L1 parsed queries and an L2 of caller-defined values (e.g. result rows
+/// already converted for a template engine) keyed by [`ResultKey`] and data version, under a byte budget
+/// the caller's size estimates are charged against. No L3. Values over 1/8 of the budget are not cached.
+/// Cheap to share behind an `Arc`; safe to use from several threads.
+pub struct ValueCache<V> {
+    parsed: Parsed,
+    memory: Mutex<ByteLru<V>>,
+    budget: usize,
+    l2: LevelCounters,
+    oversized: AtomicU64,
+}
+
+impl<V> ValueCache<V> {
+    /// A cache holding at most `budget` bytes of values (0 disables L2; L1 still works).
+    pub fn new(budget: usize) -> ValueCache<V> {
+        ValueCache {
+            parsed: Parsed::new(),
+            memory: Mutex::new(ByteLru::new(budget)),
+            budget,
+            l2: LevelCounters::default(),
+            oversized: AtomicU64::new(0),
+        }
+    }
+
+    /// L1: parses `text`, or clones the query parsed earlier with the same text and base IRI.
+    pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
+        self.parsed.parse(text, base_iri)
+    }
+
+    /// L2: the value for `key` computed at data version `version`, if held.
+    pub fn get(&self, key: &ResultKey, version: u64) -> Option<Arc<V>> {
+        if self.budget == 0 {
+            return None;
+        }
+        match lock(&self.memory).get(key, version) {
+            Lookup::Hit(v) => {
+                self.l2.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(v);
+            }
+            Lookup::Stale => {
+                self.l2.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            Lookup::Miss => {}
+        }
+        self.l2.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Caches `value`, computed at data version `version` (taken before the snapshot was) and weighing
+    /// about `size` bytes; returns it shared.
+    pub fn put(&self, key: ResultKey, version: u64, size: usize, value: V) -> Arc<V> {
+        let value = Arc::new(value);
+        if self.budget == 0 {
+            return value;
+        }
+        if size > self.budget / 8 {
+            self.oversized.fetch_add(1, Ordering::Relaxed);
+            return value;
+        }
+        let evicted = lock(&self.memory).insert(key, version, size, Arc::clone(&value));
+        self.l2.evictions.fetch_add(evicted, Ordering::Relaxed);
+        value
+    }
+
+    /// The counters now (`l3` is always zero).
+    pub fn stats(&self) -> CacheStats {
+        let (l2_bytes, l2_entries) = {
+            let m = lock(&self.memory);
+            (m.bytes() as u64, m.len() as u64)
+        };
+        CacheStats {
+            l1: self.parsed.counters.snapshot(),
+            l2: self.l2.snapshot(),
+            l3: LevelStats::default(),
+            l2_bytes,
+            l2_entries,
+            oversized: self.oversized.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<V> Default for ValueCache<V> {
+    fn default() -> Self {
+        ValueCache::new(DEFAULT_VALUE_CACHE_BYTES)
+    }
 }

@@ -18,6 +18,9 @@ use crate::{error, Shared};
 
 const SEEN: &str = "hooks/trigger/seen/";
 
+/// Serializes the replay check and the recording of an accepted id.
+static REPLAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -85,6 +88,10 @@ pub(crate) async fn generate(
         let internal = |e: &dyn std::fmt::Display| error(StatusCode::INTERNAL_SERVER_ERROR, e);
         // Replay protection: an id seen within the window is refused; older records are pruned.
         let key = format!("{SEEN}{id}");
+        // Check-and-record under one lock, so concurrent requests with the same id cannot both pass.
+        let replay_guard = REPLAY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if store.app_get(&key).map_err(|e| internal(&e))?.is_some() {
             return Err(error(
                 StatusCode::UNAUTHORIZED,
@@ -105,12 +112,18 @@ pub(crate) async fn generate(
         store
             .app_put(&key, Some(now.to_string().as_bytes()))
             .map_err(|e| internal(&e))?;
-        let generator = Generator::new(&store, &dir).map_err(|e| internal(&e))?;
+        drop(replay_guard);
+        // A failed run forgets the id: Standard Webhooks senders retry with the same `webhook-id`.
+        let failed = |e: &dyn std::fmt::Display| {
+            let _ = store.app_put(&key, None);
+            internal(e)
+        };
+        let generator = Generator::new(&store, &dir).map_err(|e| failed(&e))?;
         let options = RunOptions {
             dry_run,
             ..Default::default()
         };
-        let report = generator.run(&out, &options).map_err(|e| internal(&e))?;
+        let report = generator.run(&out, &options).map_err(|e| failed(&e))?;
         let outputs: Vec<serde_json::Value> = report
             .outputs
             .iter()
