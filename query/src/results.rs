@@ -451,20 +451,31 @@ fn parts(
     }
 }
 
+/// Context (dataset, base IRI, limits) and compiled plan of a query; `profile` times every operator.
+fn plan(
+    reader: Reader,
+    query: &Query,
+    options: &QueryOptions,
+    profile: bool,
+) -> Result<(Prepared, crate::plan::Scope)> {
+    let (dataset, pattern, base) = parts(query);
+    let mut ctx = new_ctx(
+        reader,
+        options,
+        base.as_ref().map(|b| b.as_str().to_owned()),
+    )?;
+    ctx.profile = profile;
+    set_dataset(&mut ctx, dataset.as_ref(), options)?;
+    prepare(ctx, pattern)
+}
+
 /// Evaluates a parsed query.
 pub(crate) fn evaluate_query(
     reader: Reader,
     query: Query,
     options: &QueryOptions,
 ) -> Result<QueryResults> {
-    let (dataset, pattern, base) = parts(&query);
-    let mut ctx = new_ctx(
-        reader,
-        options,
-        base.as_ref().map(|b| b.as_str().to_owned()),
-    )?;
-    set_dataset(&mut ctx, dataset.as_ref(), options)?;
-    let (prepared, scope) = prepare(ctx, pattern)?;
+    let (prepared, scope) = plan(reader, &query, options, false)?;
     match &query {
         Query::Select { pattern, .. } => {
             let variables: Vec<Variable> = projection(pattern)
@@ -661,15 +672,7 @@ pub(crate) fn explain_query(
     query: Query,
     options: &QueryOptions,
 ) -> Result<String> {
-    let (dataset, pattern, base) = parts(&query);
-    let mut ctx = new_ctx(
-        reader,
-        options,
-        base.as_ref().map(|b| b.as_str().to_owned()),
-    )?;
-    ctx.profile = true;
-    set_dataset(&mut ctx, dataset.as_ref(), options)?;
-    let (prepared, scope) = prepare(ctx, pattern)?;
+    let (prepared, scope) = plan(reader, &query, options, true)?;
     let start = std::time::Instant::now();
     let mut rows = 0u64;
     for r in prepared
