@@ -1,12 +1,9 @@
 //! Commit hooks, signed outbound webhooks (retries, dedup, 410 disabling, restart resume) and the signed
 //! inbound generation trigger, against a local HTTP receiver on 127.0.0.1.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern::generate::hooks::{HookEngine, HooksConfig};
@@ -16,149 +13,11 @@ use tern::Store;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    path: String,
-    id: String,
-    body: String,
-    signed_ok: bool,
-    status: u16,
-}
-
-/// A tiny HTTP/1.1 receiver: verifies signatures, answers scripted statuses (then 200), records everything.
-struct Receiver {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(listener: TcpListener, script: Vec<u16>) -> Receiver {
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        let mut script: VecDeque<u16> = script.into();
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(hit) = serve_one(stream, &mut script) {
-                            h.lock().unwrap().push(hit);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Receiver {
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Distinct webhook-ids answered 2xx for `path`, with their bodies (the receiver's dedup).
-    fn accepted(&self, path: &str) -> Vec<(String, serde_json::Value)> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for h in self.hits() {
-            if h.path == path && (200..300).contains(&h.status) && seen.insert(h.id.clone()) {
-                out.push((h.id, serde_json::from_str(&h.body).unwrap()));
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_one(mut stream: TcpStream, script: &mut VecDeque<u16>) -> Option<Hit> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let header_end = loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
-    let mut lines = head.lines();
-    let path = lines.next()?.split(' ').nth(1)?.to_string();
-    let mut header = std::collections::HashMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            header.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = header
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < header_end + len {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[header_end..]).into_owned();
-    let get = |k: &str| header.get(k).cloned().unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let signed_ok = verify(
-        SECRET,
-        &get("webhook-id"),
-        &get("webhook-timestamp"),
-        &get("webhook-signature"),
-        body.as_bytes(),
-        now,
-    )
-    .is_ok();
-    let status = if signed_ok {
-        script.pop_front().unwrap_or(200)
-    } else {
-        401
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    Some(Hit {
-        path,
-        id: get("webhook-id"),
-        body,
-        signed_ok,
-        status,
-    })
-}
+// Shared with tests/hooks_e2e.rs, which also switches the receiver's answer.
+#[allow(dead_code)]
+#[path = "support/receiver.rs"]
+mod receiver;
+use receiver::Receiver;
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -244,7 +103,12 @@ fn graph_and_pattern_hooks_regenerate_and_deliver_once() {
     let gen = write_generator(dir.path());
     let out = dir.path().join("out");
     // The first delivery attempt fails with 500; the retry is accepted.
-    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![500]);
+    let receiver = Receiver::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SECRET,
+        vec![500],
+        200,
+    );
     let yaml = format!(
         "{}hooks:\n\
          - name: g\n  when: {{ graph: \"http://e.org/G\" }}\n  run: {{ generator: {}, out: {} }}\n  webhook: {{ url: \"{}\", secret: \"{SECRET}\" }}\n\
@@ -268,11 +132,13 @@ fn graph_and_pattern_hooks_regenerate_and_deliver_once() {
     );
     assert_eq!(std::fs::read_to_string(out.join("a.txt")).unwrap(), "A\n");
     assert_eq!(std::fs::read_to_string(out.join("b.txt")).unwrap(), "B\n");
-    wait_for("the /g delivery", 10, || receiver.accepted("/g").len() == 1);
+    wait_for("the /g delivery", 10, || {
+        receiver.accepted(Some("/g")).len() == 1
+    });
     let first = receiver.hits();
     assert_eq!(first[0].status, 500, "first attempt fails");
     assert_eq!(first[1].id, first[0].id, "the retry keeps the webhook-id");
-    let (id, payload) = &receiver.accepted("/g")[0];
+    let (id, payload) = &receiver.accepted(Some("/g"))[0];
     assert_eq!(payload["type"], "tern.commit");
     assert_eq!(payload["data"]["added"], 2);
     assert_eq!(payload["data"]["graphs"][0], "http://e.org/G");
@@ -297,9 +163,9 @@ fn graph_and_pattern_hooks_regenerate_and_deliver_once() {
          INSERT DATA { GRAPH <http://e.org/G> { <http://e.org/b> <http://e.org/label> \"B2\" } }",
     );
     wait_for("the second /g delivery", 10, || {
-        receiver.accepted("/g").len() == 2
+        receiver.accepted(Some("/g")).len() == 2
     });
-    let (_, payload) = &receiver.accepted("/g")[1];
+    let (_, payload) = &receiver.accepted(Some("/g"))[1];
     assert_eq!(
         payload["data"]["receipts"][0]["written"],
         serde_json::json!(["b.txt"])
@@ -325,7 +191,7 @@ fn graph_and_pattern_hooks_regenerate_and_deliver_once() {
         "INSERT DATA { <http://e.org/x> <http://e.org/flag> true }",
     );
     wait_for("the /h and /flag deliveries", 10, || {
-        receiver.accepted("/h").len() == 1 && receiver.accepted("/flag").len() == 1
+        receiver.accepted(Some("/h")).len() == 1 && receiver.accepted(Some("/flag")).len() == 1
     });
     // Let any stray retries or duplicate events arrive before counting.
     std::thread::sleep(Duration::from_millis(300));
@@ -333,14 +199,14 @@ fn graph_and_pattern_hooks_regenerate_and_deliver_once() {
     assert_eq!(fired.get("g"), Some(&2));
     assert_eq!(fired.get("h"), Some(&1));
     assert_eq!(fired.get("flag"), Some(&1));
-    assert_eq!(receiver.accepted("/g").len(), 2);
-    assert_eq!(receiver.accepted("/h").len(), 1);
-    assert_eq!(receiver.accepted("/flag").len(), 1);
+    assert_eq!(receiver.accepted(Some("/g")).len(), 2);
+    assert_eq!(receiver.accepted(Some("/h")).len(), 1);
+    assert_eq!(receiver.accepted(Some("/flag")).len(), 1);
     assert!(receiver.hits().iter().all(|h| h.signed_ok));
     assert!(webhooks::pending(&store).unwrap().is_empty());
 
     // Manual redelivery sends the same message (same id) again.
-    let (gid, _) = receiver.accepted("/h")[0].clone();
+    let (gid, _) = receiver.accepted(Some("/h"))[0].clone();
     assert!(webhooks::redeliver(&store, &gid).unwrap());
     engine.worker().wake();
     wait_for("the redelivery", 10, || {
@@ -388,7 +254,12 @@ fn ask_hooks_fire_on_false_to_true_only() {
 fn repeated_410_disables_the_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
-    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![410; 10]);
+    let receiver = Receiver::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SECRET,
+        vec![410; 10],
+        200,
+    );
     let url = receiver.url("/gone");
     let yaml = format!(
         "{}hooks:\n- name: all\n  webhook: {{ url: \"{url}\", secret: \"{SECRET}\" }}\n",
@@ -455,13 +326,18 @@ fn delivery_resumes_after_restart() {
     };
     let store = Store::open(&path).unwrap();
     assert_eq!(webhooks::pending(&store).unwrap()[0].id, id);
-    let receiver = Receiver::start(TcpListener::bind(("127.0.0.1", port)).unwrap(), vec![]);
+    let receiver = Receiver::start(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        SECRET,
+        vec![],
+        200,
+    );
     let _engine =
         HookEngine::start(&store, HooksConfig::from_yaml(&yaml, dir.path()).unwrap()).unwrap();
     wait_for("the resumed delivery", 10, || {
-        receiver.accepted("/later").len() == 1
+        receiver.accepted(Some("/later")).len() == 1
     });
-    assert_eq!(receiver.accepted("/later")[0].0, id);
+    assert_eq!(receiver.accepted(Some("/later"))[0].0, id);
     wait_for("the outbox to empty", 10, || {
         webhooks::pending(&store).unwrap().is_empty()
     });

@@ -4,15 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tern::generate::webhooks::{sign, verify};
+use tern::generate::webhooks::sign;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TRIGGER_SECRET: &str = "trigger secret bytes";
@@ -155,146 +152,9 @@ impl Drop for Server {
     }
 }
 
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    path: String,
-    id: String,
-    body: String,
-    signed_ok: bool,
-    status: u16,
-}
-
-/// A small HTTP/1.1 webhook receiver on 127.0.0.1: verifies Standard Webhooks signatures, answers the
-/// current `status` to well-signed requests (401 otherwise) and records every request.
-struct Receiver {
-    port: u16,
-    status: Arc<AtomicU16>,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(status: u16) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(AtomicU16::new(status));
-        let (h, s, st) = (Arc::clone(&hits), Arc::clone(&stop), Arc::clone(&status));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(hit) = serve_one(stream, st.load(Ordering::SeqCst)) {
-                            h.lock().unwrap().push(hit);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Receiver {
-            port,
-            status,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Distinct webhook-ids answered 2xx, with their bodies (the receiver's dedup).
-    fn accepted(&self) -> Vec<(String, serde_json::Value)> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for h in self.hits() {
-            if (200..300).contains(&h.status) && seen.insert(h.id.clone()) {
-                out.push((h.id, serde_json::from_str(&h.body).unwrap()));
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_one(mut stream: TcpStream, answer: u16) -> Option<Hit> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
-    let mut lines = head.lines();
-    let path = lines.next()?.split(' ').nth(1)?.to_string();
-    let mut header = std::collections::HashMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            header.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = header
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < header_end + len {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[header_end..]).into_owned();
-    let get = |k: &str| header.get(k).cloned().unwrap_or_default();
-    let signed_ok = verify(
-        SECRET,
-        &get("webhook-id"),
-        &get("webhook-timestamp"),
-        &get("webhook-signature"),
-        body.as_bytes(),
-        unix_now(),
-    )
-    .is_ok();
-    let status = if signed_ok { answer } else { 401 };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    let _ = stream.flush();
-    Some(Hit {
-        path,
-        id: get("webhook-id"),
-        body,
-        signed_ok,
-        status,
-    })
-}
+#[path = "support/receiver.rs"]
+mod receiver;
+use receiver::Receiver;
 
 /// Content of every file under `dir`, by path relative to it.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -348,7 +208,12 @@ fn schemaorg_commit_regenerates_one_class_and_posts_one_webhook() {
     assert!(before.len() > 500, "{} outputs", before.len());
     assert!(before.contains_key("person.rs") && before.contains_key("mod.rs"));
 
-    let receiver = Receiver::start(200);
+    let receiver = Receiver::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SECRET,
+        vec![],
+        200,
+    );
     let hooks = dir.path().join("hooks.yaml");
     std::fs::write(
         &hooks,
@@ -368,7 +233,7 @@ fn schemaorg_commit_regenerates_one_class_and_posts_one_webhook() {
          WHERE { schema:Person rdfs:comment ?c }",
     );
     // The webhook is enqueued after the generator ran, so its arrival means the files are written.
-    wait_for("the webhook", || !receiver.accepted().is_empty());
+    wait_for("the webhook", || !receiver.accepted(None).is_empty());
     // Give a duplicate or a second event the chance to show up.
     std::thread::sleep(Duration::from_millis(1000));
     let after = snapshot(&out);
@@ -381,7 +246,7 @@ fn schemaorg_commit_regenerates_one_class_and_posts_one_webhook() {
         hits.iter().all(|h| h.signed_ok && h.path == "/schema"),
         "{hits:?}"
     );
-    let accepted = receiver.accepted();
+    let accepted = receiver.accepted(None);
     assert_eq!(accepted.len(), 1, "{hits:?}");
     let body = &accepted[0].1;
     server.kill();
@@ -411,7 +276,12 @@ fn schemaorg_commit_regenerates_one_class_and_posts_one_webhook() {
 fn pending_delivery_survives_sigkill_and_arrives_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let receiver = Receiver::start(500);
+    let receiver = Receiver::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SECRET,
+        vec![],
+        500,
+    );
     let hooks = dir.path().join("hooks.yaml");
     std::fs::write(
         &hooks,
@@ -436,12 +306,12 @@ fn pending_delivery_survives_sigkill_and_arrives_after_restart() {
     assert!(pending.starts_with(&first.id), "{pending}");
     assert_eq!(pending.lines().count(), 1, "{pending}");
 
-    receiver.status.store(200, Ordering::SeqCst);
+    receiver.set_answer(200);
     let _server = Server::start(&store, &hooks, &log);
     wait_for("the delivery after the restart", || {
-        !receiver.accepted().is_empty()
+        !receiver.accepted(None).is_empty()
     });
-    let accepted = receiver.accepted();
+    let accepted = receiver.accepted(None);
     assert_eq!(accepted.len(), 1);
     assert_eq!(
         accepted[0].0, first.id,
@@ -606,7 +476,12 @@ fn signed_inbound_trigger_dry_run_run_and_replay() {
 fn commit_not_yet_evaluated_when_killed_fires_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let receiver = Receiver::start(200);
+    let receiver = Receiver::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SECRET,
+        vec![],
+        200,
+    );
     let hooks = dir.path().join("hooks.yaml");
     // A long debounce: the server is killed before the engine evaluates the commit.
     std::fs::write(
@@ -627,10 +502,10 @@ fn commit_not_yet_evaluated_when_killed_fires_after_restart() {
 
     let _server = Server::start(&store, &hooks, &log);
     wait_for("the missed commit's webhook", || {
-        !receiver.accepted().is_empty()
+        !receiver.accepted(None).is_empty()
     });
     std::thread::sleep(Duration::from_millis(500));
-    let accepted = receiver.accepted();
+    let accepted = receiver.accepted(None);
     assert_eq!(accepted.len(), 1, "{:?}", receiver.hits());
     assert_eq!(accepted[0].1["data"]["commit"], version);
     assert_eq!(accepted[0].1["data"]["hook"], "every");
