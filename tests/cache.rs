@@ -2,31 +2,19 @@
 //! update, the byte budget, oversized results, and L3 warm starts (and stale entries) across servers on
 //! the same store — over real HTTP where the server is concerned.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern::loaders::{self, Input, LoadOptions};
 use tern::query::cache::{Cache, ResultKey, L3_PREFIX};
 use tern::server::{ServerConfig, ServerHandle};
 use tern::Store;
-use ureq::Agent;
+
+#[path = "support/sample.rs"]
+mod sample;
+use sample::{agent, sample_store};
 
 const COUNT_ALL: &str = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }";
 const ALL: &str = "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }";
-
-fn sample_store(dir: &Path) -> Store {
-    let store = Store::open(dir).unwrap();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.ttl");
-    loaders::load(
-        &store,
-        &[Input::Path(sample)],
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
-    store
-}
 
 fn serve(store: &Arc<Store>, config: ServerConfig) -> (ServerHandle, String) {
     let server = ServerHandle::start(
@@ -39,14 +27,6 @@ fn serve(store: &Arc<Store>, config: ServerConfig) -> (ServerHandle, String) {
     .unwrap();
     let base = format!("http://{}", server.addr());
     (server, base)
-}
-
-fn agent() -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 /// (status, content type, body) of a query sent as a direct POST.

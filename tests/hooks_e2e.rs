@@ -156,6 +156,20 @@ impl Drop for Server {
 mod receiver;
 use receiver::Receiver;
 
+/// A hooks file with one hook posting every commit to `url`, with fast retries.
+fn every_commit_webhook(dir: &Path, debounce_ms: u64, url: &str) -> PathBuf {
+    let hooks = dir.join("hooks.yaml");
+    std::fs::write(
+        &hooks,
+        format!(
+            "debounce_ms: {debounce_ms}\nwebhooks: {{ base_delay_ms: 400, max_delay_ms: 1000, timeout_ms: 5000 }}\n\
+             hooks:\n  - name: every\n    webhook: {{ url: \"{url}\", secret: \"{SECRET}\" }}\n"
+        ),
+    )
+    .unwrap();
+    hooks
+}
+
 /// Content of every file under `dir`, by path relative to it.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -282,16 +296,7 @@ fn pending_delivery_survives_sigkill_and_arrives_after_restart() {
         vec![],
         500,
     );
-    let hooks = dir.path().join("hooks.yaml");
-    std::fs::write(
-        &hooks,
-        format!(
-            "debounce_ms: 50\nwebhooks: {{ base_delay_ms: 400, max_delay_ms: 1000, timeout_ms: 5000 }}\n\
-             hooks:\n  - name: every\n    webhook: {{ url: \"{}\", secret: \"{SECRET}\" }}\n",
-            receiver.url("/every")
-        ),
-    )
-    .unwrap();
+    let hooks = every_commit_webhook(dir.path(), 50, &receiver.url("/every"));
     let log = dir.path().join("serve.log");
     let mut server = Server::start(&store, &hooks, &log);
     server.update("INSERT DATA { <http://e.org/a> <http://e.org/p> \"1\" }");
@@ -482,17 +487,8 @@ fn commit_not_yet_evaluated_when_killed_fires_after_restart() {
         vec![],
         200,
     );
-    let hooks = dir.path().join("hooks.yaml");
     // A long debounce: the server is killed before the engine evaluates the commit.
-    std::fs::write(
-        &hooks,
-        format!(
-            "debounce_ms: 5000\nwebhooks: {{ base_delay_ms: 400, max_delay_ms: 1000, timeout_ms: 5000 }}\n\
-             hooks:\n  - name: every\n    webhook: {{ url: \"{}\", secret: \"{SECRET}\" }}\n",
-            receiver.url("/every")
-        ),
-    )
-    .unwrap();
+    let hooks = every_commit_webhook(dir.path(), 5000, &receiver.url("/every"));
     let log = dir.path().join("serve.log");
     let mut server = Server::start(&store, &hooks, &log);
     server.update("INSERT DATA { <http://e.org/a> <http://e.org/p> \"1\" }");

@@ -4,28 +4,15 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern::loaders::{self, Input, LoadOptions};
 use tern::server::{ServerConfig, ServerHandle};
-use tern::Store;
-use ureq::Agent;
 
-fn sample_store(dir: &Path) -> Store {
-    let store = Store::open(dir).unwrap();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.ttl");
-    loaders::load(
-        &store,
-        &[Input::Path(sample)],
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
-    store
-}
+#[path = "support/sample.rs"]
+mod sample;
+use sample::{agent, sample_store};
 
 fn start(config: ServerConfig) -> (tempfile::TempDir, ServerHandle, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,14 +27,6 @@ fn start(config: ServerConfig) -> (tempfile::TempDir, ServerHandle, String) {
     .unwrap();
     let base = format!("http://{}", server.addr());
     (dir, server, base)
-}
-
-fn agent() -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 struct Reply {

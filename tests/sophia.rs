@@ -4,12 +4,10 @@
 //! sophia's own datasets, dataset adapters, copying between two tern stores).
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::Path;
 
 use oxrdf::{GraphNameRef, NamedNodeRef, QuadRef};
 use tern::generate::sophia::sophia_api;
 use tern::generate::sophia::{TernDataset, TernMutableDataset, TernTerm};
-use tern::loaders::{self, Input, LoadOptions};
 use tern::{GraphSel, Store};
 
 use sophia_api::dataset::{Dataset, MutableDataset};
@@ -21,21 +19,17 @@ use sophia_api::term::matcher::Any;
 use sophia_api::term::{SimpleTerm, Term, TermKind};
 use tern::store::StoreError;
 
+#[allow(dead_code)] // the HTTP client is for the server tests
+#[path = "support/sample.rs"]
+mod sample;
+
 const LIB: &str = "https://example.org/library#";
 const DATA: &str = "https://example.org/library/data/";
 const G1: &str = "https://example.org/graphs/g1";
 
 fn sample_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path().join("db")).expect("open store");
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.ttl");
-    loaders::load(
-        &store,
-        &[Input::Path(sample)],
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .expect("load sample");
+    let store = sample::sample_store(&dir.path().join("db"));
     (dir, store)
 }
 

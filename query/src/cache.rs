@@ -53,6 +53,22 @@ struct LevelCounters {
 }
 
 impl LevelCounters {
+    /// Counts an L2 lookup (a stale entry was dropped: an eviction and a miss) and returns its hit.
+    fn count<V>(&self, lookup: Lookup<V>) -> Option<Arc<V>> {
+        match lookup {
+            Lookup::Hit(v) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(v);
+            }
+            Lookup::Stale => {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            Lookup::Miss => {}
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
     fn snapshot(&self) -> LevelStats {
         LevelStats {
             hits: self.hits.load(Ordering::Relaxed),
@@ -405,19 +421,9 @@ impl Cache {
         if !self.enabled() {
             return None;
         }
-        match lock(&self.memory).get(key, version) {
-            Lookup::Hit(e) => {
-                self.l2.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(e);
-            }
-            // Stale: computed at another data version; it can never be served again.
-            Lookup::Stale => {
-                self.l2.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            Lookup::Miss => {}
-        }
-        self.l2.misses.fetch_add(1, Ordering::Relaxed);
-        None
+        // A stale entry (another data version) can never be served again: the lookup drops it.
+        let lookup = lock(&self.memory).get(key, version);
+        self.l2.count(lookup)
     }
 
     /// Whether an L3 lookup is possible (it reads the store: call it from blocking code).
@@ -752,18 +758,8 @@ impl<V> ValueCache<V> {
         if self.budget == 0 {
             return None;
         }
-        match lock(&self.memory).get(key, version) {
-            Lookup::Hit(v) => {
-                self.l2.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(v);
-            }
-            Lookup::Stale => {
-                self.l2.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            Lookup::Miss => {}
-        }
-        self.l2.misses.fetch_add(1, Ordering::Relaxed);
-        None
+        let lookup = lock(&self.memory).get(key, version);
+        self.l2.count(lookup)
     }
 
     /// Caches `value`, computed at data version `version` (taken before the snapshot was) and weighing
