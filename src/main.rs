@@ -724,14 +724,13 @@ fn write_results(results: tern::query::QueryResults, format: Option<&str>) -> Re
     use tern::query::{QueryResults, ResultFormat};
     let out = BufWriter::new(io::stdout().lock());
     let result_format = |f: &str| -> Result<Option<ResultFormat>> {
-        Ok(match f {
-            "table" => None,
-            "json" => Some(ResultFormat::Json),
-            "xml" => Some(ResultFormat::Xml),
-            "csv" => Some(ResultFormat::Csv),
-            "tsv" => Some(ResultFormat::Tsv),
-            other => bail!("unknown result format {other:?}: use table, json, xml, csv or tsv"),
-        })
+        match (f, ResultFormat::from_name(f)) {
+            ("table", _) => Ok(None),
+            (_, Some(format)) => Ok(Some(format)),
+            (other, None) => {
+                bail!("unknown result format {other:?}: use table, json, xml, csv or tsv")
+            }
+        }
     };
     match results {
         QueryResults::Graph(_) => {

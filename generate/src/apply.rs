@@ -92,9 +92,14 @@ pub(crate) fn inject(existing: &str, snippet: &str, anchor: &Anchor) -> Injected
     Injected::Text(out)
 }
 
-fn marker_re() -> Regex {
+/// Compiled once: merge outputs look for markers on every render.
+static MARKER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
     // Static pattern, checked by the unit test below.
     Regex::new(r"tern:(begin|end)(?:[ \t]+([A-Za-z0-9_.-]+))?").unwrap_or_else(|_| unreachable!())
+});
+
+fn marker_re() -> &'static Regex {
+    &MARKER
 }
 
 /// Regions `name -> (start of content, end of content)` between `tern:begin NAME` and `tern:end NAME` lines.

@@ -734,10 +734,7 @@ impl Generator {
                 data_version,
                 inputs: self.inputs.clone(),
                 clean: true,
-                written_at: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                written_at: webhooks::unix_now(),
                 ..Default::default()
             };
             for p in &planned {

@@ -27,6 +27,11 @@ use crate::error::{QueryError, Result};
 use crate::functions::{self, FnContext};
 use crate::plan::{Agg, AggKind, CmpOp, Expr, Node, Op, Pos};
 
+/// Per-row sets and maps hash our own integer ids: a fast hash instead of SipHash.
+type FastSet<T> = foldhash::HashSet<T>;
+/// See [`FastSet`].
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+
 /// Tag (top byte) of ids of terms the store does not know: computed values, fresh blank nodes.
 pub(crate) const LOCAL_TAG: u64 = 0xF0 << 56;
 
@@ -48,8 +53,8 @@ pub(crate) enum GraphCtx {
 /// request see earlier ones.
 #[derive(Default)]
 pub(crate) struct Delta {
-    pub added: HashSet<IdQuad>,
-    pub removed: HashSet<IdQuad>,
+    pub added: FastSet<IdQuad>,
+    pub removed: FastSet<IdQuad>,
     pub created: HashSet<u64>,
     pub dropped: HashSet<u64>,
 }
@@ -161,6 +166,9 @@ impl Ctx {
             return Ok(id);
         }
         if let Some(id) = self.reader.term_id(term.as_ref())? {
+            // The snapshot never changes: remember the answer (planning interns the same constants for
+            // every estimate, BIND and aggregates once per row).
+            self.local.borrow_mut().map.insert(term.clone(), id.0);
             return Ok(id.0);
         }
         let mut local = self.local.borrow_mut();
@@ -349,7 +357,7 @@ impl Ctx {
         // them is one triple, so drop repeats (seen per scan, keyed without the graph).
         let merged = g == GraphCtx::Default && self.default_graphs.len() > 1;
         let base: Box<dyn Iterator<Item = Result<IdQuad>> + 'a> = if merged {
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             Box::new(base.filter(move |q| match q {
                 Ok(q) => seen.insert((q.s, q.p, q.o)),
                 Err(_) => true,
@@ -382,6 +390,20 @@ impl Ctx {
         }
     }
 
+    /// Whether the store (with the update overlay) holds named graph `g`; one key lookup, where
+    /// [`Ctx::named_graph_ids`] lists them all.
+    pub(crate) fn has_named_graph(&self, g: u64) -> Result<bool> {
+        if let Some(delta) = &self.delta {
+            if delta.dropped.contains(&g) {
+                return Ok(false);
+            }
+            if delta.created.contains(&g) {
+                return Ok(true);
+            }
+        }
+        Ok(!Self::is_local(g) && self.reader.contains_named_graph(TermId(g))?)
+    }
+
     /// Named graphs of the dataset.
     pub(crate) fn named_graph_ids(&self) -> Result<Vec<u64>> {
         if let Some(n) = &self.named_graphs {
@@ -405,14 +427,12 @@ impl Ctx {
     /// Runs an operator with an input row (see the module documentation for the contract).
     pub(crate) fn run<'a>(&'a self, op: &'a Op, input: Row, g: GraphCtx) -> Rows<'a> {
         let inner = self.run_node(op, input, g);
+        // Rows and time are only read by EXPLAIN: counting them otherwise would cost a boxed adapter
+        // per operator call on every row.
         if self.profile {
             Box::new(Timed { inner, op })
         } else {
-            Box::new(inner.inspect(move |r| {
-                if r.is_ok() {
-                    op.rows.set(op.rows.get() + 1);
-                }
-            }))
+            inner
         }
     }
 
@@ -540,10 +560,17 @@ impl Ctx {
                 let allowed: Vec<u64> = match (&self.named_graphs, name) {
                     (Some(n), _) => graphs.into_iter().filter(|g| n.contains(g)).collect(),
                     (None, Pos::Var(slot)) if input[*slot] == 0 => graphs,
-                    (None, _) => match self.named_graph_ids() {
-                        Ok(all) => graphs.into_iter().filter(|g| all.contains(g)).collect(),
-                        Err(e) => return Box::new(once(Err(e))),
-                    },
+                    (None, _) => {
+                        let mut known = Vec::with_capacity(graphs.len());
+                        for g in graphs {
+                            match self.has_named_graph(g) {
+                                Ok(true) => known.push(g),
+                                Ok(false) => {}
+                                Err(e) => return Box::new(once(Err(e))),
+                            }
+                        }
+                        known
+                    }
                 };
                 let name = *name;
                 Box::new(allowed.into_iter().flat_map(move |gid| {
@@ -587,9 +614,10 @@ impl Ctx {
                 }))
             }
             Node::Distinct(inner) => {
-                let mut seen = HashSet::new();
+                let mut seen = FastSet::default();
                 Box::new(self.run(inner, input, g).filter(move |r| match r {
-                    Ok(r) => seen.insert(r.clone()),
+                    // Copy only rows not seen before.
+                    Ok(r) => !seen.contains(r) && seen.insert(r.clone()),
                     Err(_) => true,
                 }))
             }
@@ -768,7 +796,7 @@ impl Ctx {
         g: GraphCtx,
     ) -> Result<Vec<Row>> {
         let mut order: Vec<Vec<u64>> = Vec::new();
-        let mut groups: HashMap<Vec<u64>, Vec<Row>> = HashMap::new();
+        let mut groups: FastMap<Vec<u64>, Vec<Row>> = FastMap::default();
         for r in self.run(inner, input.clone(), g) {
             let r = r?;
             let key: Vec<u64> = keys.iter().map(|&k| r[k]).collect();
@@ -805,7 +833,7 @@ impl Ctx {
     fn aggregate(&self, agg: &Agg, rows: &[Row], g: GraphCtx) -> Option<Term> {
         if let AggKind::CountRows = agg.kind {
             let n = if agg.distinct {
-                rows.iter().collect::<HashSet<_>>().len()
+                rows.iter().collect::<FastSet<_>>().len()
             } else {
                 rows.len()
             };
@@ -814,7 +842,7 @@ impl Ctx {
         let expr = agg.expr.as_ref()?;
         let mut values: Vec<Option<Term>> = rows.iter().map(|r| self.eval(expr, r, g)).collect();
         if agg.distinct {
-            let mut seen = HashSet::new();
+            let mut seen = FastSet::default();
             values.retain(|v| seen.insert(v.clone()));
         }
         match &agg.kind {
@@ -992,13 +1020,13 @@ impl Ctx {
 }
 
 /// Row positions by the values of some key variables.
-type KeyIndex = HashMap<Vec<u64>, Vec<u32>>;
+type KeyIndex = FastMap<Vec<u64>, Vec<u32>>;
 
 /// Rows of an isolated operator with lazily built hash indexes on the variables input rows bind.
 pub(crate) struct Materialized {
     pub rows: Vec<Row>,
     certain: Vec<usize>,
-    index: RefCell<HashMap<Vec<usize>, KeyIndex>>,
+    index: RefCell<FastMap<Vec<usize>, KeyIndex>>,
 }
 
 impl Materialized {
@@ -1017,7 +1045,7 @@ impl Materialized {
         }
         let mut index = self.index.borrow_mut();
         let map = index.entry(key_vars.clone()).or_insert_with(|| {
-            let mut m = KeyIndex::new();
+            let mut m = KeyIndex::default();
             for (i, r) in self.rows.iter().enumerate() {
                 m.entry(key_vars.iter().map(|&v| r[v]).collect())
                     .or_default()

@@ -43,6 +43,17 @@ impl ResultFormat {
         }
     }
 
+    /// The format of a short name (`json`, `xml`, `csv`, `tsv`, case-insensitive).
+    pub fn from_name(name: &str) -> Option<ResultFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Some(ResultFormat::Json),
+            "xml" => Some(ResultFormat::Xml),
+            "csv" => Some(ResultFormat::Csv),
+            "tsv" => Some(ResultFormat::Tsv),
+            _ => None,
+        }
+    }
+
     /// The IANA media type.
     pub fn media_type(self) -> &'static str {
         self.sparesults().media_type()

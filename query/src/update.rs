@@ -111,7 +111,7 @@ fn write_id(ctx: &Ctx, tx: &mut Transaction<'_>, term: &Term) -> Result<u64> {
 }
 
 fn graph_exists(ctx: &Ctx, g: u64) -> Result<bool> {
-    Ok(ctx.named_graph_ids()?.contains(&g))
+    ctx.has_named_graph(g)
 }
 
 fn clear(ctx: &mut Ctx, g: GraphCtx) -> Result<()> {
@@ -361,7 +361,7 @@ fn delete_insert(
     let mut to_delete = Vec::new();
     for row in &rows {
         for q in &del {
-            let ids: Option<Vec<u64>> = q.iter().map(|s| s.resolve(row, None)).collect();
+            let ids: Option<Vec<u64>> = q.iter().map(|s| s.resolve(row)).collect();
             if let Some(ids) = ids {
                 if ids.iter().all(|&i| !Ctx::is_local(i)) {
                     to_delete.push(IdQuad::new(
@@ -390,7 +390,7 @@ fn delete_insert(
                             Some(id)
                         }
                     },
-                    other => other.resolve(row, None),
+                    other => other.resolve(row),
                 };
                 match id {
                     // 0 is the default graph, which has no term.
@@ -441,7 +441,7 @@ enum Slot {
 }
 
 impl Slot {
-    fn resolve(&self, row: &[u64], _bnodes: Option<()>) -> Option<u64> {
+    fn resolve(&self, row: &[u64]) -> Option<u64> {
         match self {
             Slot::Id(id) => Some(*id),
             Slot::Var(v) => row.get(*v).copied().filter(|&x| x != 0),

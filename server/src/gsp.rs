@@ -77,11 +77,10 @@ fn target(uri: &Uri, headers: &HeaderMap) -> Result<Option<Target>, Response> {
     }
 }
 
-fn graph_exists(store: &Store, target: &Target) -> Result<bool, Response> {
+fn graph_exists(reader: &tern_store::Reader, target: &Target) -> Result<bool, Response> {
     match target {
         Target::Default => Ok(true),
         Target::Named(n) => {
-            let reader = store.reader();
             let internal = |e: tern_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
             match reader.term_id(n.as_ref().into()).map_err(internal)? {
                 Some(id) => reader.contains_named_graph(id).map_err(internal),
@@ -121,7 +120,7 @@ async fn read(state: Shared, uri: Uri, headers: HeaderMap, with_body: bool) -> R
         Ok(Fmt::Results(_)) => Format::Turtle,
         Err(r) => return r,
     };
-    match graph_exists(&state.store, &target) {
+    match graph_exists(&state.store.reader(), &target) {
         Ok(true) => {}
         Ok(false) => return error(StatusCode::NOT_FOUND, "no such graph in the store"),
         Err(r) => return r,
@@ -445,8 +444,9 @@ fn apply(
     replace: bool,
 ) -> Result<(bool, u64), Response> {
     let internal = |e: tern_store::StoreError| error(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let existed = graph_exists(store, target)?;
+    // Checked under the writer lock: two concurrent PUTs to a new graph must not both see it missing.
     let mut tx = store.transaction().map_err(internal)?;
+    let existed = graph_exists(&tx.reader(), target)?;
     let graph = match target {
         Target::Default => TermId::DEFAULT_GRAPH,
         Target::Named(n) => tx.intern(n.as_ref().into()).map_err(internal)?,

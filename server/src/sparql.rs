@@ -74,14 +74,11 @@ pub(crate) fn choose(
     offers: &[(&str, Fmt)],
 ) -> Result<Fmt, Response> {
     if let Some(name) = first(params, "format") {
-        let by_name = match name.to_ascii_lowercase().as_str() {
-            "json" => Some(Fmt::Results(ResultFormat::Json)),
-            "xml" if matches!(offers[0].1, Fmt::Results(_)) => {
-                Some(Fmt::Results(ResultFormat::Xml))
-            }
-            "csv" => Some(Fmt::Results(ResultFormat::Csv)),
-            "tsv" => Some(Fmt::Results(ResultFormat::Tsv)),
-            other => Format::from_name(other).map(Fmt::Rdf),
+        // `xml` names results XML where results are offered, RDF/XML where graphs are.
+        let results = matches!(offers[0].1, Fmt::Results(_));
+        let by_name = match ResultFormat::from_name(name) {
+            Some(f) if results => Some(Fmt::Results(f)),
+            _ => Format::from_name(name).map(Fmt::Rdf),
         };
         return match by_name {
             Some(f) if offers.iter().any(|(_, o)| same_kind(*o, f)) => Ok(f),
