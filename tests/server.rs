@@ -192,6 +192,19 @@ fn graph_store_protocol() {
     );
     assert_eq!(r.status, 200);
     assert!(r.body.contains("Ora Lassila"));
+    // Relative IRIs in an upload resolve against the store's IRI, not a temporary file.
+    let r = reply(
+        a.post(format!("{base}/store?default"))
+            .header("Content-Type", "text/turtle")
+            .send("<rel> <http://example.org/p> <http://example.org/o> .\n"),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = reply(
+        a.get(format!("{base}/store?default"))
+            .header("Accept", "application/n-triples")
+            .call(),
+    );
+    assert!(r.body.contains(&format!("<{base}/rel>")), "{}", r.body);
     server.shutdown();
 }
 

@@ -258,12 +258,22 @@ async fn write(
             Err(r) => return r,
         }
     };
+    let base = match &target {
+        Target::Named(n) => n.as_str().to_owned(),
+        Target::Default => format!(
+            "http://{}/store",
+            headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
     let store = Arc::clone(&state.store);
     let span = tracing::Span::current();
     let start = Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        apply(&store, &target, files, replace)
+        apply(&store, &target, &base, files, replace)
     })
     .await;
     match result {
@@ -440,6 +450,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn apply(
     store: &Store,
     target: &Target,
+    base: &str,
     files: Vec<(tempfile::NamedTempFile, Format)>,
     replace: bool,
 ) -> Result<(bool, u64), Response> {
@@ -456,7 +467,7 @@ fn apply(
     }
     let mut n = 0u64;
     for (file, format) in files {
-        n += insert_file(&mut tx, target, &file, format)?;
+        n += insert_file(&mut tx, target, base, &file, format)?;
     }
     if !existed {
         tx.create_graph(graph);
@@ -468,6 +479,7 @@ fn apply(
 fn insert_file(
     tx: &mut tern_store::Transaction<'_>,
     target: &Target,
+    base: &str,
     file: &tempfile::NamedTempFile,
     format: Format,
 ) -> Result<u64, Response> {
@@ -475,10 +487,8 @@ fn insert_file(
     let input = Input::Path(file.path().to_path_buf());
     let options = LoadOptions {
         format: Some(format),
-        base_iri: match target {
-            Target::Named(n) => Some(n.as_str().to_owned()),
-            Target::Default => None,
-        },
+        // Relative IRIs in the body resolve against the graph's IRI, never the temporary file's path.
+        base_iri: Some(base.to_owned()),
         graph: match target {
             Target::Named(n) => Some(n.clone()),
             Target::Default => None,

@@ -21,11 +21,18 @@ struct Histogram {
     sum: f64,
 }
 
+/// Requests of one endpoint: counts by status and the latency histogram.
+#[derive(Default)]
+struct Endpoint {
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 /// Process-wide counters of one server.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// One lock per request; an endpoint's name is copied only the first time it is seen.
+    endpoints: Mutex<BTreeMap<String, Endpoint>>,
     pub queries_running: AtomicI64,
     pub rejected_busy: AtomicU64,
     pub rejected_rate: AtomicU64,
@@ -35,11 +42,15 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn observe(&self, endpoint: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut r) = self.requests.lock() {
-            *r.entry((endpoint.to_owned(), status)).or_default() += 1;
+        let Ok(mut endpoints) = self.endpoints.lock() else {
+            return;
+        };
+        if !endpoints.contains_key(endpoint) {
+            endpoints.insert(endpoint.to_owned(), Endpoint::default());
         }
-        if let Ok(mut l) = self.latency.lock() {
-            let h = l.entry(endpoint.to_owned()).or_default();
+        if let Some(e) = endpoints.get_mut(endpoint) {
+            *e.statuses.entry(status).or_default() += 1;
+            let h = &mut e.latency;
             let secs = elapsed.as_secs_f64();
             for (i, b) in BUCKETS.iter().enumerate() {
                 if secs <= *b {
@@ -59,8 +70,10 @@ impl Metrics {
             "# HELP tern_http_requests_total HTTP requests by endpoint and status."
         );
         let _ = writeln!(out, "# TYPE tern_http_requests_total counter");
-        if let Ok(r) = self.requests.lock() {
-            for ((endpoint, status), n) in r.iter() {
+        let endpoints = self.endpoints.lock();
+        let endpoints = endpoints.as_deref().ok();
+        for (endpoint, e) in endpoints.into_iter().flatten() {
+            for (status, n) in &e.statuses {
                 let _ = writeln!(
                     out,
                     "tern_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
@@ -72,31 +85,33 @@ impl Metrics {
             "# HELP tern_http_request_duration_seconds Request latency by endpoint."
         );
         let _ = writeln!(out, "# TYPE tern_http_request_duration_seconds histogram");
-        if let Ok(l) = self.latency.lock() {
-            for (endpoint, h) in l.iter() {
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "tern_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"{b}\"}} {}",
-                        h.counts[i]
-                    );
-                }
+        for (endpoint, h) in endpoints
+            .into_iter()
+            .flatten()
+            .map(|(name, e)| (name, &e.latency))
+        {
+            for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "tern_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "tern_http_request_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "tern_http_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {}",
-                    h.count
+                    "tern_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"{b}\"}} {}",
+                    h.counts[i]
                 );
             }
+            let _ = writeln!(
+                out,
+                "tern_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "tern_http_request_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "tern_http_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {}",
+                h.count
+            );
         }
         let gauges = [
             (
