@@ -355,6 +355,7 @@ impl HookEngine {
             stop: Arc::clone(&stop),
             processed: Arc::clone(&processed),
             fired: Arc::clone(&fired),
+            cache: Arc::new(crate::TemplateCache::default()),
         };
         let thread = std::thread::Builder::new()
             .name("tern-hooks".into())
@@ -426,6 +427,9 @@ struct Engine {
     stop: Arc<Mutex<bool>>,
     processed: Arc<AtomicU64>,
     fired: Arc<Mutex<HashMap<String, u64>>>,
+    /// One template query cache for every generator run: entries stay valid until the data version
+    /// changes, and parsed queries (L1) survive across firings.
+    cache: Arc<crate::TemplateCache>,
 }
 
 fn ask(store: &Store, q: &str) -> std::result::Result<bool, String> {
@@ -590,8 +594,10 @@ impl Engine {
                     force: r.force,
                     ..Default::default()
                 };
+                // Templates are reloaded on every firing (their files may have changed); the cache is kept.
                 let result =
-                    Generator::new(&self.store, &r.generator).and_then(|g| g.run(&r.out, &options));
+                    Generator::with_cache(&self.store, &r.generator, Arc::clone(&self.cache))
+                        .and_then(|g| g.run(&r.out, &options));
                 match result {
                     Ok(report) => {
                         tracing::info!("hook {}: {}", h.name, report.summary());

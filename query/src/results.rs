@@ -597,51 +597,31 @@ pub(crate) fn evaluate_query(
 /// copying every row into the projection's scope (one allocation and copy less per result row).
 fn strip_projection(prepared: Prepared, slots: Vec<usize>) -> (Prepared, Vec<usize>) {
     let Prepared { ctx, op, width } = prepared;
-    let Op {
-        node,
-        est,
-        rows,
-        nanos,
-    } = op;
-    let rebuild = |node| Op {
-        node,
-        est,
-        rows: rows.clone(),
-        nanos: nanos.clone(),
+    let Node::Project {
+        inner,
+        width: inner_width,
+        map,
+    } = op.node
+    else {
+        return (Prepared { ctx, op, width }, slots);
     };
-    match node {
-        Node::Project {
-            inner,
-            width: inner_width,
-            map,
-        } => {
-            // Slot `inner_width` is never written: projected variables the pattern never binds read it.
-            let slots = slots
-                .iter()
-                .map(|s| {
-                    map.iter()
-                        .find(|(_, o)| o == s)
-                        .map_or(inner_width, |(i, _)| *i)
-                })
-                .collect();
-            (
-                Prepared {
-                    ctx,
-                    op: *inner,
-                    width: inner_width + 1,
-                },
-                slots,
-            )
-        }
-        node => (
-            Prepared {
-                ctx,
-                op: rebuild(node),
-                width,
-            },
-            slots,
-        ),
-    }
+    // Slot `inner_width` is never written: projected variables the pattern never binds read it.
+    let slots = slots
+        .iter()
+        .map(|s| {
+            map.iter()
+                .find(|(_, o)| o == s)
+                .map_or(inner_width, |(i, _)| *i)
+        })
+        .collect();
+    (
+        Prepared {
+            ctx,
+            op: *inner,
+            width: inner_width + 1,
+        },
+        slots,
+    )
 }
 
 /// Concise bounded description: the triples of each resource, following blank-node objects.
