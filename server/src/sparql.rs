@@ -404,13 +404,15 @@ async fn run_query(
                 writer.abort(e.to_string());
             }
             Ok(()) => {
-                // Serve first: dropping the writer sends the last chunk; then fill the cache.
-                drop(writer);
+                // Fill the cache before the last chunk goes out (dropping the writer sends it): a client
+                // that has the whole answer and asks again must hit. The L2 insert is in memory; L3 is
+                // written by the cache's background thread.
                 match copy {
                     Some(copy) => task_state.cache.put(key, version, &content_type, copy),
                     None if task_state.cache.enabled() => task_state.cache.note_oversized(),
                     None => {}
                 }
+                drop(writer);
             }
         }
     });
