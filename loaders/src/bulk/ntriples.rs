@@ -241,22 +241,19 @@ impl LineParser {
     }
 }
 
-/// Bytes that end an unescaped IRI: `>` (the end) and everything N-Triples forbids inside one.
-static IRI_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i <= 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    let forbidden = b"<>\"{}|^`\\";
-    let mut k = 0;
-    while k < forbidden.len() {
-        t[forbidden[k] as usize] = true;
-        k += 1;
-    }
-    t
-};
+/// Bytes N-Triples forbids unescaped inside an IRI (besides `>`, its end).
+#[inline]
+fn iri_forbidden(b: u8) -> bool {
+    (b <= 0x20)
+        | (b == b'<')
+        | (b == b'"')
+        | (b == b'{')
+        | (b == b'}')
+        | (b == b'|')
+        | (b == b'^')
+        | (b == b'`')
+        | (b == b'\\')
+}
 
 struct Cursor<'a> {
     b: &'a [u8],
@@ -286,8 +283,13 @@ impl<'a> Cursor<'a> {
         }
         let start = self.i + 1;
         let rest = self.b.get(start..)?;
-        let len = rest.iter().position(|&b| IRI_STOP[usize::from(b)])?;
-        if rest[len] != b'>' {
+        // Find the end first, then check the span in one branch-free pass (which the compiler vectorizes):
+        // measured faster than stopping at the first special byte through a lookup table.
+        let len = rest.iter().position(|&b| b == b'>')?;
+        if rest[..len]
+            .iter()
+            .fold(false, |bad, &b| bad | iri_forbidden(b))
+        {
             return None;
         }
         let j = start + len;

@@ -18,6 +18,7 @@
 
 mod dict;
 mod runs;
+mod sst;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -26,11 +27,12 @@ use std::time::Instant;
 
 use oxrdf::vocab::rdf;
 use roaring::RoaringTreemap;
-use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions};
+use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 
 pub use dict::BulkEncoder;
 use dict::SharedDict;
 use runs::{merge_runs, write_run, Order, RunReader};
+use sst::SstWriter;
 
 use crate::error::{Result, StoreError};
 use crate::keys::{self, bitmap_key, stat_key, IdQuad, Index};
@@ -45,6 +47,9 @@ use crate::{FastMap, FastSet};
 const META_BULK_PENDING: &[u8] = b"bulk_pending";
 /// Prefix of bulk load temporary directories inside the store directory.
 const TMP_PREFIX: &str = "bulk-tmp-";
+/// File in a bulk load's temporary directory saying the store held no quad before it: a rollback then
+/// empties the index column families instead of reading run files.
+const ALL_NEW: &str = "all-new";
 
 /// Bulk load settings.
 #[derive(Clone, Debug)]
@@ -160,6 +165,7 @@ impl<'a> BulkLoad<'a> {
     /// Takes a batch of encoded quads (leaving `quads` empty for reuse).
     pub fn add(&mut self, quads: &mut Vec<IdQuad>) -> Result<()> {
         self.received += quads.len() as u64;
+        self.has_named |= quads.iter().any(|q| !q.in_default_graph());
         self.buffer.append(quads);
         if self.buffer.len() >= self.run_capacity {
             self.spill()?;
@@ -171,8 +177,6 @@ impl<'a> BulkLoad<'a> {
     fn prepare_buffer(&mut self) -> Result<()> {
         Order::Gspo.sort(&mut self.buffer);
         self.buffer.dedup();
-        // Sorted by graph first: named-graph quads are at the end.
-        self.has_named |= self.buffer.last().is_some_and(|q| !q.in_default_graph());
         if !self.base_empty {
             let present = existing(self.inner, &self.buffer)?;
             let mut i = 0;
@@ -199,7 +203,24 @@ impl<'a> BulkLoad<'a> {
             received: self.received,
             ..BulkSummary::default()
         };
-        let in_memory = if self.runs.is_empty() {
+        let in_memory = if self.runs.is_empty() && self.base_empty {
+            // Every quad is new: a rollback deletes whole index column families (the `ALL_NEW` file tells
+            // it so), so there is no run file to write, and each pass sorts and deduplicates on its own.
+            // Durable before the marker, or a rollback after a power loss would leave the new quads.
+            let sync = |path: &Path, create: bool| {
+                let file = if create {
+                    std::fs::File::create(path)
+                } else {
+                    std::fs::File::open(path)
+                };
+                file.and_then(|f| f.sync_all()).map_err(|e| {
+                    StoreError::Corrupt(format!("cannot write {}: {e}", path.display()))
+                })
+            };
+            sync(&self.tmp.join(ALL_NEW), true)?;
+            sync(&self.tmp, false)?;
+            Some(std::mem::take(&mut self.buffer))
+        } else if self.runs.is_empty() {
             self.prepare_buffer()?;
             // The run file is what a rollback after a crash deletes.
             let path = self.tmp.join("run-0.bin");
@@ -331,7 +352,12 @@ impl<'a> BulkLoad<'a> {
                             let mut acc = Accumulator::new(inner, base_empty, rdf_type)?;
                             let mut writers = PassWriters::new(tmp, default_index, named_index);
                             let mut count = 0u64;
+                            let mut previous = None;
                             let mut visit = |q: &IdQuad| -> Result<()> {
+                                // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
+                                if previous.replace(*q) == Some(*q) {
+                                    return Ok(());
+                                }
                                 count += 1;
                                 writers.put(q)?;
                                 acc.visit(order, q)
@@ -444,25 +470,14 @@ fn write_sst<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     entries: impl Iterator<Item = (K, V)>,
 ) -> Result<()> {
     let path = tmp.join(format!("{cf}.sst"));
-    let opts = sst_options();
-    let mut writer = SstFileWriter::create(&opts);
-    writer.open(&path)?;
-    let mut any = false;
+    let mut writer = SstWriter::create(&path, true)?;
     for (k, v) in entries {
-        writer.put(k, v)?;
-        any = true;
+        writer.put(k.as_ref(), v.as_ref())?;
     }
-    if any {
-        writer.finish()?;
+    if writer.finish()? > 0 {
         ingest(inner, cf, &path)?;
     }
     Ok(())
-}
-
-fn sst_options() -> Options {
-    let mut opts = Options::default();
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts
 }
 
 fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {
@@ -476,16 +491,12 @@ fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {
 
 /// Up to two SST writers of one pass: the default-graph index and the named-graph index.
 struct PassWriters {
-    writers: Vec<(Index, PathBuf, Option<SstFileWriter<'static>>)>,
-    opts: &'static Options,
+    writers: Vec<(Index, PathBuf, Option<SstWriter>)>,
     key: [u8; 32],
 }
 
 impl PassWriters {
     fn new(tmp: &Path, default_index: Option<Index>, named_index: Option<Index>) -> Self {
-        // SstFileWriter borrows its options; one leaked `Options` per process is shared by all writers.
-        static OPTS: std::sync::OnceLock<Options> = std::sync::OnceLock::new();
-        let opts = OPTS.get_or_init(sst_options);
         let writers = [default_index, named_index]
             .into_iter()
             .flatten()
@@ -493,7 +504,6 @@ impl PassWriters {
             .collect();
         PassWriters {
             writers,
-            opts,
             key: [0; 32],
         }
     }
@@ -508,12 +518,10 @@ impl PassWriters {
             return Ok(());
         };
         if slot.is_none() {
-            let w = SstFileWriter::create(self.opts);
-            w.open(&*path)?;
-            *slot = Some(w);
+            *slot = Some(SstWriter::create(path, true)?);
         }
         if let Some(w) = slot {
-            w.put(index.encode(q, &mut self.key), [])?;
+            w.put(index.encode(q, &mut self.key), &[])?;
         }
         Ok(())
     }
@@ -521,9 +529,10 @@ impl PassWriters {
     fn finish(self) -> Result<Vec<(&'static str, PathBuf)>> {
         let mut out = Vec::new();
         for (index, path, slot) in self.writers {
-            if let Some(mut w) = slot {
-                w.finish()?;
-                out.push((index.cf_name(), path));
+            if let Some(w) = slot {
+                if w.finish()? > 0 {
+                    out.push((index.cf_name(), path));
+                }
             }
         }
         Ok(out)
@@ -766,8 +775,14 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
                 .ok_or_else(|| StoreError::Corrupt("bad bulk marker".into()))?,
         );
         let tmp = PathBuf::from(String::from_utf8_lossy(&marker[8..]).into_owned());
-        // Quads: the run files list exactly the new ones.
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
+        // Quads: every index entry is new, or the run files list exactly the new ones.
+        if tmp.join(ALL_NEW).exists() {
+            let mut batch = WriteBatch::default();
+            for i in Index::ALL {
+                batch.delete_range_cf(inner.cf(i.cf_name())?, &[][..], &[0xff; 33][..]);
+            }
+            inner.db.write(batch)?;
+        } else if let Ok(entries) = std::fs::read_dir(&tmp) {
             let mut key = [0u8; 32];
             for entry in entries.flatten() {
                 let path = entry.path();
