@@ -72,9 +72,14 @@ pub enum Bench {
         /// Where to put the decompressed input and the store (default: a temporary directory).
         #[arg(long)]
         work: Option<PathBuf>,
-        /// Concurrent client threads, each with one keep-alive connection.
+        /// Concurrent clients, each with one keep-alive connection and one request in flight.
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// How the clients run: `async` (one client thread multiplexing every connection, like wrk or
+        /// oha) or `threads` (one blocking client thread per connection, which competes with the server
+        /// for the cores).
+        #[arg(long, value_enum, default_value_t = serve::ClientMode::Async)]
+        client: serve::ClientMode,
         /// How long the clients send requests.
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
@@ -109,10 +114,21 @@ pub fn run(bench: Bench) -> Result<()> {
             data,
             work,
             clients,
+            client,
             seconds,
             mixes,
             cache_bytes,
-        } => serve::bench_serve(&data, work, clients, seconds, mixes.max(1), cache_bytes),
+        } => serve::bench_serve(
+            &data,
+            work,
+            serve::Load {
+                clients,
+                mode: client,
+                seconds,
+                mixes: mixes.max(1),
+                cache_bytes,
+            },
+        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `tern bench serve`: the HTTP server under load on loopback. BSBM pc1000 is bulk-loaded, the server runs
-//! in this process on `127.0.0.1:0`, and N client threads each send the BSBM explore query mix (parameters
-//! drawn exactly as `tern bench query` draws them) as SPARQL Protocol POSTs for T seconds, reading every
-//! body to the end. Reported: throughput, latency percentiles overall and per query, errors, and the
+//! in this process on `127.0.0.1:0`, and N clients (tasks on one client thread, or one thread each) send
+//! the BSBM explore query mix (parameters drawn exactly as `tern bench query` draws them) as SPARQL
+//! Protocol POSTs for T seconds, one request in flight per connection, reading every body to the end. Reported: throughput, latency percentiles overall and per query, errors, and the
 //! process's resident memory sampled every second.
 
 use std::path::{Path, PathBuf};
@@ -44,14 +44,8 @@ struct ClientLog {
     bytes: [u64; 12],
 }
 
-pub(super) fn bench_serve(
-    data: &Path,
-    work: Option<PathBuf>,
-    clients: usize,
-    seconds: f64,
-    mixes: usize,
-    cache_bytes: usize,
-) -> Result<()> {
+pub(super) fn bench_serve(data: &Path, work: Option<PathBuf>, load: Load) -> Result<()> {
+    let (clients, seconds) = (load.clients, load.seconds);
     if !(seconds > 0.0 && seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600], not {seconds}");
     }
@@ -73,30 +67,29 @@ pub(super) fn bench_serve(
     super::decompress(&data.join("bsbm/bsbm-pc1000.nt.gz"), &nt)?;
     let store_dir = work.join("serve-store");
     let run = super::load_once(&store_dir, &nt, true)?;
-    let result = serve_store(
-        data,
-        &store_dir,
-        run.triples,
-        run.seconds,
-        Load {
-            clients,
-            seconds,
-            mixes,
-            cache_bytes,
-        },
-    );
+    let result = serve_store(data, &store_dir, run.triples, run.seconds, load);
     let _ = std::fs::remove_dir_all(&store_dir);
     result?;
     println!("load average {} (end)", super::uptime());
     Ok(())
 }
 
+/// How the load generator runs its clients.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ClientMode {
+    /// One thread drives every connection with non-blocking I/O.
+    Async,
+    /// One blocking thread per connection.
+    Threads,
+}
+
 /// The load to put on the server.
-struct Load {
-    clients: usize,
-    seconds: f64,
-    mixes: usize,
-    cache_bytes: usize,
+pub(super) struct Load {
+    pub(super) clients: usize,
+    pub(super) mode: ClientMode,
+    pub(super) seconds: f64,
+    pub(super) mixes: usize,
+    pub(super) cache_bytes: usize,
 }
 
 fn serve_store(
@@ -108,6 +101,7 @@ fn serve_store(
 ) -> Result<()> {
     let Load {
         clients,
+        mode,
         seconds,
         mixes,
         cache_bytes,
@@ -133,7 +127,7 @@ fn serve_store(
         },
     )?;
     let url = format!("http://{}/sparql", server.addr());
-    let outcome = drive(&url, &requests, mix_len, clients, seconds);
+    let outcome = drive(&url, &requests, mix_len, clients, mode, seconds);
     server.shutdown();
     // The server's state is gone once its runtime is; the store closes with the last reference.
     drop(store);
@@ -269,6 +263,7 @@ fn drive(
     requests: &[Request],
     mix_len: usize,
     clients: usize,
+    mode: ClientMode,
     seconds: f64,
 ) -> Result<()> {
     // Warm-up: one mix, sequentially, so every query type has run once (and works) before the clock starts.
@@ -313,12 +308,195 @@ fn drive(
     };
 
     println!(
-        "running {clients} clients for {seconds} s against {url} (keep-alive, one connection each; \
-         client i starts at parameter set i, mix position i)"
+        "running {clients} clients ({}) for {seconds} s against {url} (keep-alive, one connection each; \
+         client i starts at parameter set i, mix position i)",
+        match mode {
+            ClientMode::Async => "async: one client thread multiplexes all connections",
+            ClientMode::Threads => "threads: one blocking client thread per connection",
+        }
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
-    let (logs, panicked) = std::thread::scope(|scope| -> Result<(Vec<ClientLog>, usize)> {
+    let (logs, panicked) = match mode {
+        ClientMode::Async => (async_clients(url, requests, mix_len, clients, deadline)?, 0),
+        ClientMode::Threads => thread_clients(url, requests, mix_len, clients, deadline)?,
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss_end = rss_kib().unwrap_or(0);
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    if panicked > 0 {
+        bail!("{panicked} client threads panicked");
+    }
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+
+    report(
+        &logs, elapsed, clients, seconds, rss_start, rss_end, &samples,
+    );
+    Ok(())
+}
+
+/// Runs the clients as tasks of one single-threaded runtime (its own OS thread): a load generator that
+/// costs little CPU and few context switches, so the cores go to the server being measured.
+fn async_clients(
+    url: &str,
+    requests: &[Request],
+    mix_len: usize,
+    clients: usize,
+    deadline: Instant,
+) -> Result<Vec<ClientLog>> {
+    let uri: hyper::Uri = url.parse()?;
+    let authority = uri
+        .authority()
+        .map(|a| a.to_string())
+        .context("the URL has no host")?;
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        requests
+            .iter()
+            .map(|r| bytes::Bytes::from(r.text.clone()))
+            .collect(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let requests: Arc<Vec<(usize, bool)>> =
+        Arc::new(requests.iter().map(|r| (r.kind, r.graph)).collect());
+    let logs = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("bench-clients".into())
+            .spawn_scoped(scope, || {
+                runtime.block_on(async {
+                    let tasks: Vec<_> = (0..clients)
+                        .map(|i| {
+                            let (uri, authority) = (uri.clone(), authority.clone());
+                            let (bodies, requests) = (Arc::clone(&bodies), Arc::clone(&requests));
+                            tokio::spawn(async move {
+                                async_client(
+                                    i, uri, authority, &bodies, &requests, mix_len, deadline,
+                                )
+                                .await
+                            })
+                        })
+                        .collect();
+                    let mut logs = Vec::with_capacity(clients);
+                    for t in tasks {
+                        logs.push(t.await.unwrap_or_default());
+                    }
+                    logs
+                })
+            })
+            .map(|h| h.join())
+    })?
+    .map_err(|_| anyhow::anyhow!("the client thread panicked"))?;
+    Ok(logs)
+}
+
+/// One connection's client loop: send, read the whole body, repeat until the deadline.
+async fn async_client(
+    index: usize,
+    uri: hyper::Uri,
+    authority: String,
+    bodies: &[bytes::Bytes],
+    requests: &[(usize, bool)],
+    mix_len: usize,
+    deadline: Instant,
+) -> ClientLog {
+    use http_body_util::BodyExt;
+    let mut log = ClientLog::default();
+    let fail = |log: &mut ClientLog, kind: usize, e: String| {
+        log.failed.push(kind);
+        if log.errors.len() < KEEP_ERRORS {
+            log.errors.push(e);
+        }
+    };
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok::<_, std::io::Error>(sender)
+    };
+    let mut sender = match connect.await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&mut log, 0, format!("connect: {e}"));
+            return log;
+        }
+    };
+    let mut next = (index * (mix_len + 1)) % requests.len();
+    while Instant::now() < deadline {
+        let (kind, graph) = requests[next];
+        let body = bodies[next].clone();
+        next = (next + 1) % requests.len();
+        let accept = if graph {
+            "application/n-triples"
+        } else {
+            "application/sparql-results+json"
+        };
+        let request = hyper::Request::post(uri.clone())
+            .header(hyper::header::HOST, &authority)
+            .header(hyper::header::CONTENT_TYPE, "application/sparql-query")
+            .header(hyper::header::ACCEPT, accept)
+            .body(http_body_util::Full::new(body));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                fail(&mut log, kind, format!("explore{}: {e}", kind + 1));
+                continue;
+            }
+        };
+        let start = Instant::now();
+        let exchange = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the body: {e}"))?
+                .to_bytes();
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+                return Err(format!("HTTP {status}: {}", text.trim_end()));
+            }
+            Ok(bytes.len() as u64)
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(bytes)) => {
+                let micros = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+                log.bytes[kind] += bytes;
+                log.ok.push((kind, micros));
+            }
+            Ok(Err(e)) => {
+                fail(&mut log, kind, format!("explore{}: {e}", kind + 1));
+                if sender.is_closed() {
+                    return log;
+                }
+            }
+            Err(_) => {
+                fail(&mut log, kind, format!("explore{}: timed out", kind + 1));
+                return log; // the connection is mid-response: it cannot be reused
+            }
+        }
+    }
+    log
+}
+
+/// Runs each client on its own blocking thread.
+fn thread_clients(
+    url: &str,
+    requests: &[Request],
+    mix_len: usize,
+    clients: usize,
+    deadline: Instant,
+) -> Result<(Vec<ClientLog>, usize)> {
+    std::thread::scope(|scope| -> Result<(Vec<ClientLog>, usize)> {
         let handles: Vec<_> = (0..clients)
             .map(|i| {
                 std::thread::Builder::new()
@@ -335,20 +513,7 @@ fn drive(
             }
         }
         Ok((logs, panicked))
-    })?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let rss_end = rss_kib().unwrap_or(0);
-    stop.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    if panicked > 0 {
-        bail!("{panicked} client threads panicked");
-    }
-    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
-
-    report(
-        &logs, elapsed, clients, seconds, rss_start, rss_end, &samples,
-    );
-    Ok(())
+    })
 }
 
 fn client(
