@@ -14,6 +14,7 @@
 
 pub(crate) mod ntriples;
 mod split;
+mod xmlsplit;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +72,12 @@ enum Chunk {
     },
     /// Whole Turtle / TriG statements, to be parsed after `header` (the directives seen before).
     Statements { header: Arc<String>, bytes: Vec<u8> },
+    /// Whole top-level elements of an RDF/XML document, to be parsed between `header` (everything up to
+    /// the `rdf:RDF` start tag) and `footer` (its end tag).
+    Elements {
+        header: Arc<(String, String)>,
+        bytes: Vec<u8>,
+    },
     /// Quads parsed on the reader thread.
     Quads(Vec<Quad>),
 }
@@ -373,6 +380,62 @@ fn read_chunks(
                 }
             }
         }
+        Format::RdfXml if parallel => {
+            let mut splitter = xmlsplit::XmlSplitter::new();
+            let mut header: Option<Arc<(String, String)>> = None;
+            let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+            loop {
+                let eof =
+                    fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
+                let end = splitter.scan(&buf);
+                // A document outside the splitter's model (DOCTYPE, rdf:ID, another root) is parsed
+                // sequentially: the same retry as for a chunk that fails.
+                if splitter.unsupported.is_some() {
+                    let _ = out.send(Message::ChunkFailed);
+                    return Ok(());
+                }
+                if end > 0 {
+                    let header = match (&header, &splitter.header) {
+                        (Some(h), _) => Arc::clone(h),
+                        (None, Some(h)) => {
+                            let h = Arc::new((h.clone(), splitter.footer.clone()));
+                            header = Some(Arc::clone(&h));
+                            h
+                        }
+                        // Boundaries are only reported after the root start tag, which sets the header.
+                        (None, None) => {
+                            let _ = out.send(Message::ChunkFailed);
+                            return Ok(());
+                        }
+                    };
+                    let rest = buf.split_off(end);
+                    let mut chunk = std::mem::replace(&mut buf, rest);
+                    chunk.drain(..splitter.skip);
+                    splitter.consume(end);
+                    if tx
+                        .send(Chunk::Elements {
+                            header,
+                            bytes: chunk,
+                        })
+                        .is_err()
+                        || job.stop.load(Ordering::Relaxed)
+                    {
+                        return Ok(());
+                    }
+                }
+                if eof {
+                    // Only the end tag (and blanks) may follow the last element; anything else, or a
+                    // document the splitter did not understand, goes to the sequential parser.
+                    let tail_ok = splitter.closed
+                        && std::str::from_utf8(&buf)
+                            .is_ok_and(|t| t.trim() == splitter.footer.as_str());
+                    if !tail_ok {
+                        let _ = out.send(Message::ChunkFailed);
+                    }
+                    return Ok(());
+                }
+            }
+        }
         _ => {
             let parser = read_quads(job.input, job.format, job.options, reader)?;
             let mut batch = Vec::with_capacity(8192);
@@ -486,6 +549,7 @@ fn worker(
             Chunk::Statements { header, bytes } => {
                 parse_statements(job, encoder, &header, &bytes, tx)
             }
+            Chunk::Elements { header, bytes } => parse_elements(job, encoder, &header, &bytes, tx),
             Chunk::Quads(quads) => {
                 let mut enc = Encoded {
                     quads: Vec::new(),
@@ -686,6 +750,45 @@ fn parse_statements(
         }
         p.for_slice(&text)
             .try_for_each(|t| handle(t.map(|t| t.in_graph(GraphName::DefaultGraph))))?;
+    }
+    encoder
+        .flush(&mut enc.quads)
+        .map_err(|e| Message::Failed(e.into()))?;
+    Ok(enc)
+}
+
+/// Parses top-level RDF/XML elements wrapped in the document's root tags. Blank node labels
+/// (`rdf:nodeID`) are kept and salted, so they agree across chunks; XML literals are canonicalized as the
+/// sequential path does.
+fn parse_elements(
+    job: &Job<'_>,
+    encoder: &mut BulkEncoder,
+    header: &(String, String),
+    bytes: &[u8],
+    tx: &SyncSender<Message>,
+) -> Result<Encoded, Message> {
+    let mut enc = Encoded::default();
+    let mut text = Vec::with_capacity(header.0.len() + bytes.len() + header.1.len());
+    text.extend_from_slice(header.0.as_bytes());
+    text.extend_from_slice(bytes);
+    text.extend_from_slice(header.1.as_bytes());
+    let mut parser = oxrdfxml::RdfXmlParser::new();
+    if let Some(b) = base_iri(job.input, job.options) {
+        parser = parser
+            .with_base_iri(b)
+            .unwrap_or_else(|_| oxrdfxml::RdfXmlParser::new());
+    }
+    for item in parser.for_slice(&text) {
+        let Ok(t) = item else {
+            return Err(Message::ChunkFailed);
+        };
+        let q = crate::xmlliteral::canonicalize_quad(salted(
+            t.in_graph(GraphName::DefaultGraph),
+            &job.salt,
+        ));
+        encoder.push(with_graph(q.as_ref(), job.options));
+        enc.parsed += 1;
+        flush_if_full(encoder, &mut enc, tx)?;
     }
     encoder
         .flush(&mut enc.quads)
