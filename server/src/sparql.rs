@@ -389,10 +389,15 @@ async fn run_query(
             copy: task_state.cache.enabled().then(Vec::new),
             cap,
         };
+        // The results serializers write a character at a time (JSON escaping); a buffer in front makes
+        // each of those writes a short copy instead of a trip through the tee and the channel writer.
+        let mut buffered = std::io::BufWriter::with_capacity(16 << 10, &mut tee);
         let outcome = match format {
-            Fmt::Results(f) => results.write(&mut tee, f),
-            Fmt::Rdf(f) => results.write_graph(&mut tee, f.to_oxrdfio()),
-        };
+            Fmt::Results(f) => results.write(&mut buffered, f),
+            Fmt::Rdf(f) => results.write_graph(&mut buffered, f.to_oxrdfio()),
+        }
+        .and_then(|()| buffered.flush().map_err(tern_query::QueryError::from));
+        drop(buffered);
         let Tee {
             inner: writer,
             copy,

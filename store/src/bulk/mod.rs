@@ -314,18 +314,16 @@ impl<'a> BulkLoad<'a> {
             Ok(())
         };
         // Passes are independent (each sorts its own copy and feeds its own column families), so two run
-        // at once when two extra copies of the in-memory quads fit in the memory budget.
-        // Otherwise one thread sorts the single in-memory copy in place, pass after pass.
+        // at once when two extra copies of the in-memory quads fit in the memory budget. Otherwise the
+        // passes take turns on the single in-memory copy (sorting it in place on two threads) while the
+        // other thread writes the dictionary; spilled runs are merged two orders at a time.
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
-        let threads = if copy_bytes.saturating_mul(3) <= self.max_memory / 2 {
-            2
-        } else {
-            1
-        };
-        let (shared_quads, owned_quads) = if threads == 1 {
-            (None, std::sync::Mutex::new(in_memory))
-        } else {
+        let copies = copy_bytes.saturating_mul(3) <= self.max_memory / 2;
+        let threads = 2;
+        let (shared_quads, owned_quads) = if copies {
             (in_memory, std::sync::Mutex::new(None))
+        } else {
+            (None, std::sync::Mutex::new(in_memory))
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let base_empty = self.base_empty;
@@ -368,15 +366,21 @@ impl<'a> BulkLoad<'a> {
                                 order.sort(&mut quads);
                                 quads.iter().try_for_each(&mut visit)?;
                             } else {
-                                // One thread: sort the only copy in place, or merge spilled runs.
-                                let mut owned =
-                                    owned_quads.lock().unwrap_or_else(|e| e.into_inner());
+                                // Sort the only copy in place (one pass at a time), or merge spilled runs.
+                                let mut owned = match owned_quads.lock() {
+                                    Ok(guard) => guard,
+                                    Err(e) => e.into_inner(),
+                                };
                                 match owned.as_mut() {
                                     Some(quads) => {
-                                        order.sort(quads);
+                                        order.sort_parallel(quads);
                                         quads.iter().try_for_each(&mut visit)?;
                                     }
-                                    None => merge_runs(runs, order, tmp, &mut visit)?,
+                                    None => {
+                                        // Merges read their own copies of the runs: two at once.
+                                        drop(owned);
+                                        merge_runs(runs, order, tmp, &mut visit)?;
+                                    }
                                 }
                             }
                             acc.end_pass(order)?;

@@ -34,16 +34,35 @@ impl Order {
         }
     }
 
+    /// Sorts `quads` in this order.
     pub(crate) fn sort(self, quads: &mut [IdQuad]) {
-        // Field by field with early exit: measured 10% faster than comparing `key` arrays (LUBM-10 GSPO
-        // 155 vs 172 ms), and no slower than comparing two u128s. An LSD radix sort was slower (245 ms):
-        // inline literal ids make all 8 bytes of the object live, and each pass moves 32-byte records.
-        quads.sort_unstable_by(|a, b| {
-            let (x, y) = (self.key(a), self.key(b));
-            x[0].cmp(&y[0])
-                .then(x[1].cmp(&y[1]))
-                .then(x[2].cmp(&y[2]))
-                .then(x[3].cmp(&y[3]))
+        quads.sort_unstable_by(|a, b| self.cmp(a, b));
+    }
+
+    /// Field by field with early exit: measured 10% faster than comparing `key` arrays (LUBM-10 GSPO
+    /// 155 vs 172 ms), and no slower than comparing two u128s. An LSD radix sort was slower (245 ms):
+    /// inline literal ids make all 8 bytes of the object live, and each pass moves 32-byte records.
+    fn cmp(self, a: &IdQuad, b: &IdQuad) -> std::cmp::Ordering {
+        let (x, y) = (self.key(a), self.key(b));
+        x[0].cmp(&y[0])
+            .then(x[1].cmp(&y[1]))
+            .then(x[2].cmp(&y[2]))
+            .then(x[3].cmp(&y[3]))
+    }
+
+    /// Sorts on two threads without extra memory: partitions around the median in place (linear), then
+    /// sorts both halves at once. For the single in-memory copy of a large load, where passes cannot run
+    /// side by side.
+    pub(crate) fn sort_parallel(self, quads: &mut [IdQuad]) {
+        if quads.len() < 1 << 16 {
+            return self.sort(quads);
+        }
+        let mid = quads.len() / 2;
+        quads.select_nth_unstable_by(mid, |a, b| self.cmp(a, b));
+        let (low, high) = quads.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.sort(low));
+            self.sort(high);
         });
     }
 }
