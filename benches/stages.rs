@@ -99,6 +99,51 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
+/// Writing an index SST of LUBM-1-sized quad keys (24 bytes, empty values, sorted): our block-based table
+/// writer against RocksDB's `SstFileWriter` with the same block size and LZ4.
+fn sst_write(c: &mut Criterion) {
+    let keys: Vec<[u8; 24]> = (0..300_000u64)
+        .map(|i| {
+            let mut k = [0u8; 24];
+            k[..8].copy_from_slice(&(i / 4).to_be_bytes());
+            k[8..16].copy_from_slice(&(i % 18).to_be_bytes());
+            k[16..].copy_from_slice(&(i.wrapping_mul(2_654_435_761) % 100_003).to_be_bytes());
+            k
+        })
+        .collect();
+    let mut sorted = keys;
+    sorted.sort();
+    sorted.dedup();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut group = c.benchmark_group("sst-write");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(sorted.len() as u64));
+    group.bench_function("tern SstWriter", |b| {
+        b.iter(|| {
+            let path = dir.path().join("ours.sst");
+            let mut w = tern::store::SstWriter::create(&path, true).expect("create");
+            for k in &sorted {
+                w.put(k, &[]).expect("put");
+            }
+            w.finish().expect("finish");
+        })
+    });
+    group.bench_function("rocksdb SstFileWriter", |b| {
+        let mut opts = rocksdb::Options::default();
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        b.iter(|| {
+            let path = dir.path().join("theirs.sst");
+            let mut w = rocksdb::SstFileWriter::create(&opts);
+            w.open(&path).expect("open");
+            for k in &sorted {
+                w.put(k, []).expect("put");
+            }
+            w.finish().expect("finish");
+        })
+    });
+    group.finish();
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -173,5 +218,5 @@ fn pair_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stages, pair_lookup);
+criterion_group!(benches, stages, sst_write, pair_lookup);
 criterion_main!(benches);

@@ -32,7 +32,7 @@ use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 pub use dict::BulkEncoder;
 use dict::SharedDict;
 use runs::{merge_runs, write_run, Order, RunReader};
-use sst::SstWriter;
+pub use sst::SstWriter;
 
 use crate::error::{Result, StoreError};
 use crate::keys::{self, bitmap_key, stat_key, IdQuad, Index};
