@@ -329,7 +329,7 @@ fn read_chunks(
                 carry.clear();
                 carry.extend_from_slice(&buf[cut..filled]);
                 if cut > 0 {
-                    let lines = buf[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+                    let lines = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
                     let chunk = Chunk::Lines {
                         bytes: buf,
                         len: cut,
