@@ -56,11 +56,32 @@ impl Splitter {
     pub(crate) fn scan(&mut self, buf: &[u8]) -> usize {
         let mut i = self.scanned;
         while i < buf.len() {
-            let b = buf[i];
             if self.skip_next {
                 self.skip_next = false;
                 i += 1;
                 continue;
+            }
+            // Inside IRIs, strings and comments only a few bytes matter: jump to the next one with
+            // memchr (the reader thread scans all the input while the workers parse).
+            let next = match self.state {
+                State::Normal => Some(0),
+                State::Comment => memchr::memchr(b'\n', &buf[i..]),
+                State::Iri => memchr::memchr2(b'>', b'\\', &buf[i..]),
+                State::Short(q) => memchr::memchr3(q, b'\\', b'\n', &buf[i..]),
+                State::Long(q) => memchr::memchr2(q, b'\\', &buf[i..]),
+            };
+            let Some(skip) = next else {
+                i = buf.len();
+                break;
+            };
+            i += skip;
+            let b = buf[i];
+            // A quote near the end of the buffer may start or end a long string: wait for more input.
+            if matches!(b, b'"' | b'\'')
+                && i + 2 >= buf.len()
+                && matches!(self.state, State::Normal | State::Long(_))
+            {
+                break;
             }
             match self.state {
                 State::Comment => {
@@ -187,6 +208,43 @@ mod tests {
         );
         s.consume(end);
         assert_eq!(s.scan(&text[end..]), 0);
+    }
+
+    #[test]
+    fn fed_in_pieces_it_cuts_at_the_same_places() {
+        // Long strings, escapes and comments straddling the end of the buffer at every possible offset.
+        let text: &[u8] = br#"@prefix e: <http://e/> .
+e:a e:p """x .
+y""" .
+e:b e:p 'q\' .' , """""" .
+# c .
+e:c e:p <http://x\u0041> .
+e:d e:p '''a
+b''' .
+"#;
+        // The ends of the five statements (the comment line is not one).
+        let whole = [25, 47, 74, 107, 127];
+        assert_eq!(Splitter::new(false).scan(text), text.len());
+        for step in 1..8 {
+            let mut s = Splitter::new(false);
+            let (mut buf, mut base, mut cuts) = (Vec::new(), 0, Vec::new());
+            for piece in text.chunks(step) {
+                buf.extend_from_slice(piece);
+                let end = s.scan(&buf);
+                if end > 0 {
+                    base += end;
+                    cuts.push(base);
+                    buf.drain(..end);
+                    s.consume(end);
+                }
+            }
+            // Cut points found incrementally are statement ends.
+            assert!(
+                cuts.iter().all(|c| whole.contains(c)),
+                "step {step}: {cuts:?} vs {whole:?}"
+            );
+            assert_eq!(cuts.last(), Some(&text.len()), "step {step}");
+        }
     }
 
     #[test]
