@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn forbidden_iri_bytes_are_found_at_any_position() {
-        // IRIs shorter and longer than the 16-byte blocks, with the bad byte in a block or the remainder.
+        // IRIs of several lengths, with the forbidden byte near the start or as the last byte.
         for len in [1, 15, 16, 17, 40, 64] {
             let clean = format!("http://a/{}", "x".repeat(len));
             assert!(parse(&format!("<{clean}> <http://a/p> <http://a/o> .")).is_some());
