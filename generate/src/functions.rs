@@ -24,14 +24,9 @@ pub(crate) struct Bound {
     pub(crate) cache: Arc<TemplateCache>,
 }
 
-/// Prefixes every template knows; a template's `prefixes:` map adds to (and overrides) them.
-pub const DEFAULT_PREFIXES: &[(&str, &str)] = &[
-    ("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
-    ("rdfs", "http://www.w3.org/2000/01/rdf-schema#"),
-    ("owl", "http://www.w3.org/2002/07/owl#"),
-    ("xsd", "http://www.w3.org/2001/XMLSchema#"),
-    ("skos", "http://www.w3.org/2004/02/skos/core#"),
-    ("dcterms", "http://purl.org/dc/terms/"),
+/// Prefixes every template knows besides [`tern_loaders::WELL_KNOWN_PREFIXES`]; a template's `prefixes:`
+/// map adds to (and overrides) both.
+pub const MORE_PREFIXES: &[(&str, &str)] = &[
     ("dc", "http://purl.org/dc/elements/1.1/"),
     ("foaf", "http://xmlns.com/foaf/0.1/"),
     ("schema", "https://schema.org/"),
@@ -48,8 +43,9 @@ pub(crate) struct Prefixes {
 
 impl Prefixes {
     pub(crate) fn new(extra: &BTreeMap<String, String>) -> Prefixes {
-        let mut map: BTreeMap<String, String> = DEFAULT_PREFIXES
+        let mut map: BTreeMap<String, String> = tern_loaders::WELL_KNOWN_PREFIXES
             .iter()
+            .chain(MORE_PREFIXES)
             .map(|(p, i)| (p.to_string(), i.to_string()))
             .collect();
         map.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));

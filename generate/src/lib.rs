@@ -36,7 +36,7 @@ use tern_store::Store;
 
 use apply::{Anchor, Injected};
 pub use error::{GenerateError, Result};
-pub use functions::{local_name, QueryValue, TemplateCache, DEFAULT_PREFIXES};
+pub use functions::{local_name, QueryValue, TemplateCache, MORE_PREFIXES};
 use functions::{run_query, Bound, Prefixes};
 pub use tern_query::cache::CacheStats;
 

@@ -26,8 +26,9 @@ pub enum GraphChoice {
     Named(NamedOrBlankNode),
 }
 
-/// Prefixes declared in Turtle, TriG and RDF/XML output.
-const PREFIXES: [(&str, &str); 6] = [
+/// Well-known prefixes: declared in Turtle, TriG and RDF/XML output (and known to every generation
+/// template).
+pub const WELL_KNOWN_PREFIXES: &[(&str, &str)] = &[
     ("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
     ("rdfs", "http://www.w3.org/2000/01/rdf-schema#"),
     ("owl", "http://www.w3.org/2002/07/owl#"),
@@ -40,7 +41,7 @@ const PREFIXES: [(&str, &str); 6] = [
 pub fn serializer<W: Write>(format: Format, writer: W) -> WriterQuadSerializer<W> {
     let mut s = RdfSerializer::from_format(format.to_oxrdfio());
     if matches!(format, Format::Turtle | Format::TriG | Format::RdfXml) {
-        for (prefix, iri) in PREFIXES {
+        for &(prefix, iri) in WELL_KNOWN_PREFIXES {
             s = match s.clone().with_prefix(prefix, iri) {
                 Ok(with) => with,
                 Err(_) => s,

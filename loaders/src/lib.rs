@@ -14,7 +14,7 @@ mod xmlliteral;
 
 pub use bulk::ntriples::{Line, LineParser};
 pub use bulk::{bulk_load, BulkLoadOptions};
-pub use dump::{convert, dump, serializer, GraphChoice};
+pub use dump::{convert, dump, serializer, GraphChoice, WELL_KNOWN_PREFIXES};
 pub use error::{LoadError, SyntaxError};
 pub use format::{Compression, Format};
 pub use input::Input;

@@ -533,18 +533,13 @@ impl Cache {
 
     /// The counters now.
     pub fn stats(&self) -> CacheStats {
-        let (l2_bytes, l2_entries) = {
-            let m = lock(&self.memory);
-            (m.bytes() as u64, m.len() as u64)
-        };
-        CacheStats {
-            l1: self.parsed.counters.snapshot(),
-            l2: self.l2.snapshot(),
-            l3: self.l3c.snapshot(),
-            l2_bytes,
-            l2_entries,
-            oversized: self.oversized.load(Ordering::Relaxed),
-        }
+        stats_of(
+            &self.parsed,
+            &self.memory,
+            &self.l2,
+            self.l3c.snapshot(),
+            &self.oversized,
+        )
     }
 }
 
@@ -780,18 +775,35 @@ impl<V> ValueCache<V> {
 
     /// The counters now (`l3` is always zero).
     pub fn stats(&self) -> CacheStats {
-        let (l2_bytes, l2_entries) = {
-            let m = lock(&self.memory);
-            (m.bytes() as u64, m.len() as u64)
-        };
-        CacheStats {
-            l1: self.parsed.counters.snapshot(),
-            l2: self.l2.snapshot(),
-            l3: LevelStats::default(),
-            l2_bytes,
-            l2_entries,
-            oversized: self.oversized.load(Ordering::Relaxed),
-        }
+        stats_of(
+            &self.parsed,
+            &self.memory,
+            &self.l2,
+            LevelStats::default(),
+            &self.oversized,
+        )
+    }
+}
+
+/// The counters of the levels both caches share (parsed queries, values in memory) plus `l3`.
+fn stats_of<V>(
+    parsed: &Parsed,
+    memory: &Mutex<ByteLru<V>>,
+    l2: &LevelCounters,
+    l3: LevelStats,
+    oversized: &AtomicU64,
+) -> CacheStats {
+    let (l2_bytes, l2_entries) = {
+        let m = lock(memory);
+        (m.bytes() as u64, m.len() as u64)
+    };
+    CacheStats {
+        l1: parsed.counters.snapshot(),
+        l2: l2.snapshot(),
+        l3,
+        l2_bytes,
+        l2_entries,
+        oversized: oversized.load(Ordering::Relaxed),
     }
 }
 
