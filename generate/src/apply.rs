@@ -57,7 +57,8 @@ pub(crate) fn inject(existing: &str, snippet: &str, anchor: &Anchor) -> Injected
     } else {
         format!("{snippet}\n")
     };
-    if existing.contains(snippet.as_str()) || existing.contains(snippet.trim_end_matches('\n')) {
+    // Text containing the snippet also contains it without its final newline: one check covers both.
+    if existing.contains(snippet.trim_end_matches('\n')) {
         return Injected::AlreadyPresent;
     }
     // Line starts (byte offsets), plus the end, so "insert before line i" is a slice split.
@@ -98,13 +99,9 @@ static MARKER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
     Regex::new(r"tern:(begin|end)(?:[ \t]+([A-Za-z0-9_.-]+))?").unwrap_or_else(|_| unreachable!())
 });
 
-fn marker_re() -> &'static Regex {
-    &MARKER
-}
-
 /// Regions `name -> (start of content, end of content)` between `tern:begin NAME` and `tern:end NAME` lines.
 fn regions(text: &str) -> Vec<(String, usize, usize)> {
-    let re = marker_re();
+    let re = &*MARKER;
     let mut out = Vec::new();
     let mut open: Option<(String, usize)> = None;
     let mut pos = 0;
@@ -126,8 +123,8 @@ fn regions(text: &str) -> Vec<(String, usize, usize)> {
 /// text; `None` if `existing` has none of them.
 pub(crate) fn merge(existing: &str, rendered: &str) -> Option<String> {
     let new_regions = regions(rendered);
-    let mut old_regions = regions(existing);
-    old_regions.sort_by_key(|r| r.1);
+    // In order of their start: `regions` finds them front to back, one open at a time.
+    let old_regions = regions(existing);
     let mut out = String::with_capacity(existing.len());
     let mut pos = 0;
     let mut matched = false;
@@ -183,6 +180,6 @@ mod tests {
             Some("keep\n// tern:begin f\nnew\n// tern:end f\nmine\n")
         );
         assert_eq!(merge("nothing", rendered), None);
-        assert!(marker_re().is_match("<!-- tern:begin x -->"));
+        assert!(MARKER.is_match("<!-- tern:begin x -->"));
     }
 }

@@ -8,7 +8,7 @@ use heck::{ToKebabCase, ToLowerCamelCase, ToShoutySnakeCase, ToSnakeCase, ToUppe
 use minijinja::{Environment, Error, ErrorKind, Value};
 use oxrdf::Term;
 use tern_query::cache::{ResultKey, ValueCache};
-use tern_query::{QueryOptions, QueryResults};
+use tern_query::{Query, QueryOptions, QueryResults};
 use tern_store::Store;
 
 /// The cache of template query results: L1 parsed queries and L2 converted rows keyed by (query text with
@@ -186,8 +186,12 @@ fn evaluate(
     limit: Option<usize>,
 ) -> Result<(QueryValue, usize), String> {
     let parsed = bound.cache.parse(full, None).map_err(|e| e.to_string())?;
-    let results = tern_query::query_parsed(&bound.store, parsed, &QueryOptions::default())
-        .map_err(|e| e.to_string())?;
+    let results = tern_query::query_parsed(
+        &bound.store,
+        Query::clone(&parsed),
+        &QueryOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
     let limit = limit.unwrap_or(usize::MAX);
     let mut size = 64;
     Ok(match results {
@@ -293,8 +297,12 @@ fn find_label(bound: &Bound, iri: &str) -> Result<String, Error> {
             .cache
             .parse(&q, None)
             .map_err(|e| template_error(format!("label({iri}): {e}")))?;
-        let results = tern_query::query_parsed(&bound.store, parsed, &QueryOptions::default())
-            .map_err(|e| template_error(format!("label({iri}): {e}")))?;
+        let results = tern_query::query_parsed(
+            &bound.store,
+            Query::clone(&parsed),
+            &QueryOptions::default(),
+        )
+        .map_err(|e| template_error(format!("label({iri}): {e}")))?;
         let QueryResults::Solutions(solutions) = results else {
             continue;
         };

@@ -260,10 +260,7 @@ fn to_oxrdf_quad<TS: Term, TP: Term, TO: Term, TG: Term>(
     let object = to_oxrdf(&o, true)?;
     let graph = match g {
         None => OxGraphName::DefaultGraph,
-        Some(g) => match to_subject(g)? {
-            NamedOrBlankNode::NamedNode(n) => n.into(),
-            NamedOrBlankNode::BlankNode(b) => b.into(),
-        },
+        Some(g) => to_subject(g)?.into(),
     };
     Ok(oxrdf::Quad::new(subject, predicate, object, graph))
 }

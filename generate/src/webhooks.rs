@@ -38,7 +38,7 @@ const ENDPOINT: &str = "webhook/endpoint/";
 pub const TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -147,7 +147,7 @@ impl ResultKey {
 
     /// Lower-case hex, as used in the L3 record name.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::functions::hex(&self.0)
     }
 }
 
@@ -279,9 +279,12 @@ impl<V> ByteLru<V> {
 
 /// L1: parsed queries by (text, base IRI), with their counters.
 struct Parsed {
-    lru: Mutex<LruCache<(String, Option<String>), Query>>,
+    lru: Mutex<LruCache<QueryKey, Arc<Query>>>,
     counters: LevelCounters,
 }
+
+/// L1 key: query text and base IRI.
+type QueryKey = (String, Option<String>);
 
 impl Parsed {
     fn new() -> Parsed {
@@ -293,15 +296,15 @@ impl Parsed {
         }
     }
 
-    fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
+    fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Arc<Query>> {
         let key = (text.to_owned(), base_iri.map(str::to_owned));
         if let Some(q) = lock(&self.lru).get(&key) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(q.clone());
+            return Ok(Arc::clone(q));
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let q = crate::parse_query(text, base_iri)?;
-        if lock(&self.lru).push(key, q.clone()).is_some() {
+        let q = Arc::new(crate::parse_query(text, base_iri)?);
+        if lock(&self.lru).push(key, Arc::clone(&q)).is_some() {
             // `push` returns the least recently used entry when full (or the same key, raced in by
             // another thread: counted too, harmlessly).
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
@@ -411,7 +414,7 @@ impl Cache {
     }
 
     /// L1: parses `text`, or clones the query parsed earlier with the same text and base IRI.
-    pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
+    pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Arc<Query>> {
         self.parsed.parse(text, base_iri)
     }
 
@@ -744,7 +747,7 @@ impl<V> ValueCache<V> {
     }
 
     /// L1: parses `text`, or clones the query parsed earlier with the same text and base IRI.
-    pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Query> {
+    pub fn parse(&self, text: &str, base_iri: Option<&str>) -> Result<Arc<Query>> {
         self.parsed.parse(text, base_iri)
     }
 

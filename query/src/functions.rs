@@ -1111,15 +1111,17 @@ fn timezone_offset(v: Value<'_>) -> Option<Option<TimezoneOffset>> {
     })
 }
 
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
 fn hash_hex(f: &Function, data: &[u8]) -> Option<String> {
     use sha2::Digest as _;
-    fn hex(bytes: &[u8]) -> String {
-        let mut s = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            let _ = write!(s, "{b:02x}");
-        }
-        s
-    }
     Some(match f {
         Function::Md5 => hex(&md5::Md5::digest(data)),
         Function::Sha1 => hex(&sha1::Sha1::digest(data)),

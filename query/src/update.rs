@@ -110,10 +110,6 @@ fn write_id(ctx: &Ctx, tx: &mut Transaction<'_>, term: &Term) -> Result<u64> {
     Ok(id)
 }
 
-fn graph_exists(ctx: &Ctx, g: u64) -> Result<bool> {
-    ctx.has_named_graph(g)
-}
-
 fn clear(ctx: &mut Ctx, g: GraphCtx) -> Result<()> {
     let quads: Vec<IdQuad> = ctx.quads(None, None, None, g).collect::<Result<Vec<_>>>()?;
     for q in quads {
@@ -222,7 +218,7 @@ fn apply(
         GraphUpdateOperation::Clear { silent, graph } => match graph {
             GraphTarget::NamedNode(n) => {
                 let g = named_id(ctx, n)?;
-                if graph_exists(ctx, g)? {
+                if ctx.has_named_graph(g)? {
                     clear(ctx, GraphCtx::Named(g))?;
                 } else if !*silent {
                     return Err(QueryError::Update(format!(
@@ -245,7 +241,7 @@ fn apply(
         },
         GraphUpdateOperation::Create { silent, graph } => {
             let g = write_id(ctx, tx, &graph.clone().into())?;
-            if graph_exists(ctx, g)? {
+            if ctx.has_named_graph(g)? {
                 if !*silent {
                     return Err(QueryError::Update(format!(
                         "CREATE: graph {graph} already exists (use CREATE SILENT to ignore)"
@@ -260,7 +256,7 @@ fn apply(
         GraphUpdateOperation::Drop { silent, graph } => match graph {
             GraphTarget::NamedNode(n) => {
                 let g = named_id(ctx, n)?;
-                if graph_exists(ctx, g)? {
+                if ctx.has_named_graph(g)? {
                     drop_named(ctx, g)?;
                 } else if !*silent {
                     return Err(QueryError::Update(format!(

@@ -21,12 +21,6 @@ const SEEN: &str = "hooks/trigger/seen/";
 /// Serializes the replay check and the recording of an accepted id.
 static REPLAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn json(status: StatusCode, value: &serde_json::Value) -> Response {
     (
         status,
@@ -62,7 +56,7 @@ pub(crate) async fn generate(
             "needs webhook-id, webhook-timestamp and webhook-signature headers (Standard Webhooks)",
         );
     }
-    let now = now();
+    let now = tern_generate::webhooks::unix_now();
     if let Err(e) = verify(&secret, id, ts, sig, &body, now) {
         return error(StatusCode::UNAUTHORIZED, e);
     }

@@ -45,10 +45,12 @@ impl Metrics {
         let Ok(mut endpoints) = self.endpoints.lock() else {
             return;
         };
-        if !endpoints.contains_key(endpoint) {
-            endpoints.insert(endpoint.to_owned(), Endpoint::default());
-        }
-        if let Some(e) = endpoints.get_mut(endpoint) {
+        let e = match endpoints.get_mut(endpoint) {
+            Some(e) => e,
+            // Allocates the name once per endpoint, not per request.
+            None => endpoints.entry(endpoint.to_owned()).or_default(),
+        };
+        {
             *e.statuses.entry(status).or_default() += 1;
             let h = &mut e.latency;
             let secs = elapsed.as_secs_f64();

@@ -301,7 +301,7 @@ async fn run_query(
         Ok(q) => q,
         Err(e) => return query_error(&e),
     };
-    let offers = match parsed {
+    let offers = match *parsed {
         Query::Construct { .. } | Query::Describe { .. } => RDF_OFFERS,
         _ => RESULT_OFFERS,
     };
@@ -328,8 +328,9 @@ async fn run_query(
         &content_type,
     );
     if let Some(hit) = cached(&state, key, version).await {
+        // The key includes the media type, so the entry's is this one.
         return (
-            [(header::CONTENT_TYPE, hit.content_type.clone())],
+            [(header::CONTENT_TYPE, content_type)],
             Body::from(Bytes::from_owner(CachedBody(hit))),
         )
             .into_response();
@@ -369,13 +370,14 @@ async fn run_query(
             .queries_running
             .fetch_add(1, Ordering::Relaxed);
         let _running = Running(Arc::clone(&task_state));
-        let mut results = match tern_query::query_parsed(&task_state.store, parsed, &options) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = head_tx.send(Err(e));
-                return;
-            }
-        };
+        let mut results =
+            match tern_query::query_parsed(&task_state.store, Query::clone(&parsed), &options) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = head_tx.send(Err(e));
+                    return;
+                }
+            };
         if let Err(e) = results.prefetch() {
             let _ = head_tx.send(Err(e));
             return;

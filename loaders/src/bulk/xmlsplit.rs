@@ -224,11 +224,12 @@ impl XmlSplitter {
 
 /// Whether a tag has an attribute named `ID` (any prefix): conservative, quoted values are not parsed.
 fn has_id_attribute(tag: &[u8]) -> bool {
-    tag.windows(3).enumerate().any(|(k, w)| {
-        &w[..2] == b"ID"
-            && (w[2] == b'=' || w[2].is_ascii_whitespace())
-            && k > 0
+    memchr::memmem::find_iter(tag, b"ID").any(|k| {
+        k > 0
             && (tag[k - 1] == b':' || tag[k - 1].is_ascii_whitespace())
+            && tag
+                .get(k + 2)
+                .is_some_and(|&c| c == b'=' || c.is_ascii_whitespace())
     })
 }
 
@@ -242,11 +243,11 @@ fn declares(tag: &[u8], name: &[u8], value: &[u8]) -> bool {
             continue;
         }
         let rest = &tag[at + name.len()..];
-        let rest = trim_start(rest);
+        let rest = rest.trim_ascii_start();
         let Some(rest) = rest.strip_prefix(b"=") else {
             continue;
         };
-        let rest = trim_start(rest);
+        let rest = rest.trim_ascii_start();
         if let Some(&q @ (b'"' | b'\'')) = rest.first() {
             if rest[1..].starts_with(value) && rest.get(1 + value.len()) == Some(&q) {
                 return true;
@@ -254,11 +255,6 @@ fn declares(tag: &[u8], name: &[u8], value: &[u8]) -> bool {
         }
     }
     false
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    &s[n..]
 }
 
 #[cfg(test)]

@@ -165,7 +165,9 @@ impl<'a> BulkLoad<'a> {
     /// Takes a batch of encoded quads (leaving `quads` empty for reuse).
     pub fn add(&mut self, quads: &mut Vec<IdQuad>) -> Result<()> {
         self.received += quads.len() as u64;
-        self.has_named |= quads.iter().any(|q| !q.in_default_graph());
+        if !self.has_named {
+            self.has_named = quads.iter().any(|q| !q.in_default_graph());
+        }
         self.buffer.append(quads);
         if self.buffer.len() >= self.run_capacity {
             self.spill()?;
@@ -319,7 +321,6 @@ impl<'a> BulkLoad<'a> {
         // other thread writes the dictionary; spilled runs are merged two orders at a time.
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
         let copies = copy_bytes.saturating_mul(3) <= self.max_memory / 2;
-        let threads = 2;
         let (shared_quads, owned_quads) = if copies {
             (in_memory, std::sync::Mutex::new(None))
         } else {
@@ -332,7 +333,7 @@ impl<'a> BulkLoad<'a> {
         let shared_quads = &shared_quads;
         let owned_quads = &owned_quads;
         let results: Vec<Result<Vec<PassResult>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
+            let handles: Vec<_> = (0..2)
                 .map(|_| {
                     scope.spawn(|| -> Result<Vec<PassResult>> {
                         let mut done = Vec::new();
@@ -367,10 +368,7 @@ impl<'a> BulkLoad<'a> {
                                 quads.iter().try_for_each(&mut visit)?;
                             } else {
                                 // Sort the only copy in place (one pass at a time), or merge spilled runs.
-                                let mut owned = match owned_quads.lock() {
-                                    Ok(guard) => guard,
-                                    Err(e) => e.into_inner(),
-                                };
+                                let mut owned = crate::store::lock(owned_quads);
                                 match owned.as_mut() {
                                     Some(quads) => {
                                         order.sort_parallel(quads);

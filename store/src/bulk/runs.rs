@@ -124,7 +124,7 @@ impl RunReader {
     }
 }
 
-/// Visits the union of sorted runs in `order`, without duplicates.
+/// Visits the union of sorted runs in `order` (a quad in several runs is visited once per run, adjacently).
 ///
 /// Each run is re-sorted in `order` (one run fits in memory by construction), written next to itself, and
 /// the sorted files are merged with a heap.
@@ -152,12 +152,9 @@ pub(crate) fn merge_runs(
             heap.push(Reverse((order.key(&q), i, q)));
         }
     }
-    let mut last: Option<[u64; 4]> = None;
-    while let Some(Reverse((key, i, q))) = heap.pop() {
-        if last != Some(key) {
-            visit(&q)?;
-            last = Some(key);
-        }
+    // Equal quads come out adjacent; the caller's `visit` skips repeats.
+    while let Some(Reverse((_, i, q))) = heap.pop() {
+        visit(&q)?;
         if let Some(next) = readers[i].next_quad()? {
             heap.push(Reverse((order.key(&next), i, next)));
         }
