@@ -14,6 +14,7 @@
 
 pub(crate) mod ntriples;
 mod split;
+mod turtle;
 mod xmlsplit;
 
 use std::io::Read;
@@ -527,6 +528,7 @@ fn worker(
     encoder: &mut BulkEncoder,
 ) {
     let mut lines = LineParser::new(job.format == Format::NQuads, job.salt.clone());
+    let mut turtle = turtle::TurtleParser::new(job.salt.clone());
     loop {
         let chunk = {
             let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -547,7 +549,10 @@ fn worker(
                 result
             }
             Chunk::Statements { header, bytes } => {
-                parse_statements(job, encoder, &header, &bytes, tx)
+                match fast_statements(job, &mut turtle, encoder, &header, &bytes, tx) {
+                    Some(result) => result,
+                    None => parse_statements(job, encoder, &header, &bytes, tx),
+                }
             }
             Chunk::Elements { header, bytes } => parse_elements(job, encoder, &header, &bytes, tx),
             Chunk::Quads(quads) => {
@@ -708,6 +713,37 @@ fn parse_lines(
         .flush(&mut enc.quads)
         .map_err(|e| Message::Failed(e.into()))?;
     Ok(enc)
+}
+
+/// Turtle chunks in the fast subset ([`turtle`]); `None` when the chunk must go to `oxttl`.
+fn fast_statements(
+    job: &Job<'_>,
+    parser: &mut turtle::TurtleParser,
+    encoder: &mut BulkEncoder,
+    header: &str,
+    bytes: &[u8],
+    tx: &SyncSender<Message>,
+) -> Option<Result<Encoded, Message>> {
+    if job.format != Format::Turtle {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !parser.parse(header, text) {
+        return None;
+    }
+    let mut enc = Encoded::default();
+    let mut run = |enc: &mut Encoded| -> Result<(), Message> {
+        for i in 0..parser.len() {
+            let q = parser.triple(text, i).in_graph(GraphNameRef::DefaultGraph);
+            encoder.push(with_graph(q, job.options));
+            enc.parsed += 1;
+            flush_if_full(encoder, enc, tx)?;
+        }
+        encoder
+            .flush(&mut enc.quads)
+            .map_err(|e| Message::Failed(e.into()))
+    };
+    Some(run(&mut enc).map(|()| enc))
 }
 
 fn parse_statements(

@@ -29,9 +29,37 @@ pub struct LineParser {
     salt: String,
     literal: String,
     bnodes: [String; 3],
-    /// Direct-mapped cache of IRIs that passed validation, indexed by hash.
-    valid_iris: Vec<Option<Box<str>>>,
+    valid_iris: IriCache,
+}
+
+/// Direct-mapped cache of IRIs that passed `oxiri` validation, indexed by hash: predicates, classes and
+/// datatypes repeat on almost every line, so each is validated once.
+pub(crate) struct IriCache {
+    slots: Vec<Option<Box<str>>>,
     hasher: foldhash::fast::FixedState,
+}
+
+impl IriCache {
+    pub(crate) fn new() -> Self {
+        IriCache {
+            slots: vec![None; IRI_CACHE_SLOTS],
+            hasher: foldhash::fast::FixedState::with_seed(7),
+        }
+    }
+
+    /// Whether `iri` is a valid absolute IRI.
+    pub(crate) fn check(&mut self, iri: &str) -> bool {
+        use std::hash::BuildHasher;
+        let slot = self.hasher.hash_one(iri) as usize % IRI_CACHE_SLOTS;
+        if self.slots[slot].as_deref() == Some(iri) {
+            return true;
+        }
+        if oxiri::Iri::parse(iri).is_err() {
+            return false;
+        }
+        self.slots[slot] = Some(iri.into());
+        true
+    }
 }
 
 /// Slots of the validated-IRI cache.
@@ -50,7 +78,7 @@ enum Span<'a> {
 }
 
 #[derive(Clone, Copy)]
-enum LiteralValue<'a> {
+pub(crate) enum LiteralValue<'a> {
     Borrowed(&'a str),
     Scratch,
 }
@@ -63,8 +91,7 @@ impl LineParser {
             salt,
             literal: String::new(),
             bnodes: Default::default(),
-            valid_iris: vec![None; IRI_CACHE_SLOTS],
-            hasher: foldhash::fast::FixedState::with_seed(7),
+            valid_iris: IriCache::new(),
         }
     }
 
@@ -121,7 +148,7 @@ impl LineParser {
                 } => d,
                 _ => continue,
             };
-            if !self.check_iri(iri) {
+            if !self.valid_iris.check(iri) {
                 return Line::Fallback;
             }
         }
@@ -171,20 +198,6 @@ impl LineParser {
             object,
             graph,
         ))
-    }
-
-    fn check_iri(&mut self, iri: &str) -> bool {
-        use std::hash::BuildHasher;
-        // Predicates, classes and datatypes repeat on almost every line: validate them once.
-        let slot = self.hasher.hash_one(iri) as usize % IRI_CACHE_SLOTS;
-        if self.valid_iris[slot].as_deref() == Some(iri) {
-            return true;
-        }
-        if oxiri::Iri::parse(iri).is_err() {
-            return false;
-        }
-        self.valid_iris[slot] = Some(iri.into());
-        true
     }
 
     fn term<'a>(
@@ -258,18 +271,27 @@ static IRI_STOP: [bool; 256] = {
     t
 };
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    s: &'a str,
-    i: usize,
+/// A position in a line (or, for Turtle, a chunk of statements).
+pub(crate) struct Cursor<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) s: &'a str,
+    pub(crate) i: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        Cursor {
+            b: s.as_bytes(),
+            s,
+            i: 0,
+        }
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn eof(&self) -> bool {
+    pub(crate) fn eof(&self) -> bool {
         self.i >= self.b.len()
     }
 
@@ -280,7 +302,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `<...>` with only characters N-Triples allows unescaped, and an IRI scheme.
-    fn iri(&mut self) -> Option<&'a str> {
+    pub(crate) fn iri(&mut self) -> Option<&'a str> {
         if self.peek() != Some(b'<') {
             return None;
         }
@@ -308,7 +330,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `_:label` restricted to ASCII letters, digits, `_`, `-` and inner `.`.
-    fn blank_label(&mut self) -> Option<&'a str> {
+    pub(crate) fn blank_label(&mut self) -> Option<&'a str> {
         if self.b.get(self.i..self.i + 2)? != b"_:" {
             return None;
         }
@@ -335,7 +357,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A `"..."` string. Borrowed when it has no escape; otherwise unescaped into `scratch`.
-    fn string(&mut self, scratch: &mut String) -> Option<LiteralValue<'a>> {
+    pub(crate) fn string(&mut self, scratch: &mut String) -> Option<LiteralValue<'a>> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
@@ -381,7 +403,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Language tags of the shapes `ll`, `lll`, `ll-RR`, `ll-123` (always valid BCP 47); others fall back.
-    fn simple_lang_tag(&mut self) -> Option<&'a str> {
+    pub(crate) fn simple_lang_tag(&mut self) -> Option<&'a str> {
         let start = self.i;
         let mut j = start;
         while self.b.get(j).is_some_and(u8::is_ascii_alphabetic) {

@@ -17,6 +17,7 @@
 //! and bitmaps only change with the final batch; use a transaction when readers must never see that.
 
 mod dict;
+mod packed;
 mod runs;
 mod sst;
 
@@ -31,6 +32,7 @@ use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 
 pub use dict::BulkEncoder;
 use dict::SharedDict;
+use packed::Packed;
 use runs::{merge_runs, write_run, Order, RunReader};
 pub use sst::SstWriter;
 
@@ -272,11 +274,10 @@ impl<'a> BulkLoad<'a> {
                 None => None,
             },
         };
-        let new_terms = self.dict.take_new_terms();
+        let mut new_terms = self.dict.take_new_terms();
         summary.new_terms = new_terms.len() as u64;
-        // Written by the first task of the pool below, in parallel with the index passes.
-        let dictionary = std::sync::Mutex::new(Some(new_terms));
-        let dictionary_seconds = std::sync::Mutex::new(0.0);
+        new_terms.sort_unstable_by_key(|(id, _)| *id);
+        let new_terms = &new_terms;
 
         let orders: Vec<(Order, Option<Index>, Option<Index>)> = [
             (Order::Gspo, Some(Index::Spo), Some(Index::Gspo)),
@@ -289,36 +290,58 @@ impl<'a> BulkLoad<'a> {
         .into_iter()
         .filter(|(_, default_index, _)| default_index.is_some() || self.has_named)
         .collect();
-        let write_dictionary = || -> Result<()> {
+        // The dictionary's two SST files are written by two tasks of the pool below, in parallel with the
+        // index passes, and ingested after it in a fixed order (see `ingest_dictionary`).
+        let id2term_file = std::sync::Mutex::new(None);
+        let term2id_file = std::sync::Mutex::new(None);
+        let dictionary_seconds = std::sync::Mutex::new([0.0; 2]);
+        let timed = |task: &dyn Fn() -> Result<Option<PathBuf>>,
+                     slot: &std::sync::Mutex<Option<PathBuf>>,
+                     which: usize|
+         -> Result<()> {
             let started = Instant::now();
-            let taken = dictionary.lock().map(|mut d| d.take()).unwrap_or_default();
-            let Some(mut terms) = taken else {
-                return Ok(());
-            };
-            // id2term before term2id: a rollback finds every new term2id key through id2term.
-            terms.sort_unstable_by_key(|(id, _)| *id);
-            write_sst(
-                inner,
+            let path = task()?;
+            *crate::store::lock(slot) = path;
+            crate::store::lock(&dictionary_seconds)[which] = started.elapsed().as_secs_f64();
+            Ok(())
+        };
+        let write_id2term = || {
+            write_sst_file(
                 &self.tmp,
                 keys::CF_ID2TERM,
-                terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)),
-            )?;
-            terms.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-            write_sst(
-                inner,
+                new_terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)),
+            )
+        };
+        let write_term2id = || {
+            let mut by_bytes: Vec<(&[u8], TermId)> =
+                new_terms.iter().map(|(id, b)| (&**b, *id)).collect();
+            by_bytes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_sst_file(
                 &self.tmp,
                 keys::CF_TERM2ID,
-                terms.iter().map(|(id, b)| (&**b, id.to_be_bytes())),
-            )?;
-            if let Ok(mut s) = dictionary_seconds.lock() {
-                *s = started.elapsed().as_secs_f64();
-            }
-            Ok(())
+                by_bytes.iter().map(|(b, id)| (*b, id.to_be_bytes())),
+            )
         };
         // Passes are independent (each sorts its own copy and feeds its own column families), so two run
         // at once when two extra copies of the in-memory quads fit in the memory budget. Otherwise the
         // passes take turns on the single in-memory copy (sorting it in place on two threads) while the
         // other thread writes the dictionary; spilled runs are merged two orders at a time.
+        // Packed rank keys (8 bytes a quad) replace the quads when they fit: passes then always run two at
+        // a time, each radix-sorting its own copy of the keys.
+        let pack_started = Instant::now();
+        let (packed, in_memory) = match in_memory {
+            Some(quads) => match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed)) {
+                Some(p) => (Some(p), None),
+                None => (None, Some(quads)),
+            },
+            None => (None, None),
+        };
+        if packed.is_some() {
+            summary
+                .phases
+                .push(("pack", pack_started.elapsed().as_secs_f64()));
+        }
+        let packed = &packed;
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
         let copies = copy_bytes.saturating_mul(3) <= self.max_memory / 2;
         let (shared_quads, owned_quads) = if copies {
@@ -339,12 +362,17 @@ impl<'a> BulkLoad<'a> {
                         let mut done = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
+                            // Longest first: term2id (a sort of byte strings), the passes, id2term.
                             if i == 0 {
-                                write_dictionary()?;
+                                timed(&write_term2id, &term2id_file, 1)?;
                                 continue;
                             }
                             let Some(&(order, default_index, named_index)) = orders.get(i - 1)
                             else {
+                                if i == orders.len() + 1 {
+                                    timed(&write_id2term, &id2term_file, 0)?;
+                                    continue;
+                                }
                                 return Ok(done);
                             };
                             let started = Instant::now();
@@ -361,7 +389,9 @@ impl<'a> BulkLoad<'a> {
                                 writers.put(q)?;
                                 acc.visit(order, q)
                             };
-                            if let Some(quads) = shared_quads {
+                            if let Some(packed) = packed {
+                                packed.visit_sorted(order, &mut visit)?;
+                            } else if let Some(quads) = shared_quads {
                                 // Parallel passes: each sorts its own copy.
                                 let mut quads = quads.clone();
                                 order.sort(&mut quads);
@@ -398,9 +428,9 @@ impl<'a> BulkLoad<'a> {
                 })
                 .collect()
         });
-        summary
-            .phases
-            .push(("dictionary", dictionary_seconds.lock().map_or(0.0, |s| *s)));
+        let [id2term_seconds, term2id_seconds] = *crate::store::lock(&dictionary_seconds);
+        summary.phases.push(("id2term", id2term_seconds));
+        summary.phases.push(("term2id", term2id_seconds));
         let mut stats = PassStats::default();
         for result in results {
             for (order, pass, count, seconds) in result? {
@@ -409,6 +439,15 @@ impl<'a> BulkLoad<'a> {
                 }
                 stats.absorb(pass);
                 summary.phases.push((order.name(), seconds));
+            }
+        }
+        // id2term before term2id: a rollback finds every new term2id key through id2term.
+        for (cf, file) in [
+            (keys::CF_ID2TERM, id2term_file),
+            (keys::CF_TERM2ID, term2id_file),
+        ] {
+            if let Some(path) = crate::store::lock(&file).take() {
+                ingest(inner, cf, &path)?;
             }
         }
         summary.inserted = self.inserted;
@@ -464,22 +503,18 @@ impl Order {
     }
 }
 
-/// Writes sorted entries to one SST file and ingests it (nothing if there are none).
-fn write_sst<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-    inner: &Inner,
+/// Writes sorted entries to one SST file, returning its path (none if there are no entries).
+fn write_sst_file<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     tmp: &Path,
     cf: &str,
     entries: impl Iterator<Item = (K, V)>,
-) -> Result<()> {
+) -> Result<Option<PathBuf>> {
     let path = tmp.join(format!("{cf}.sst"));
     let mut writer = SstWriter::create(&path, true)?;
     for (k, v) in entries {
         writer.put(k.as_ref(), v.as_ref())?;
     }
-    if writer.finish()? > 0 {
-        ingest(inner, cf, &path)?;
-    }
-    Ok(())
+    Ok((writer.finish()? > 0).then_some(path))
 }
 
 fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {

@@ -1,0 +1,654 @@
+//! A fast parser for the common subset of Turtle, for the bulk loader's statement chunks.
+//!
+//! `oxttl` allocates every term of every triple (owned quads, `format!` for each prefixed name), which made
+//! it most of the time of a Turtle bulk load. This parser handles the plain shape most dumps use — IRIs,
+//! prefixed names, `a`, blank node labels, single-line `"..."` strings with language tags or datatypes,
+//! integers, decimals and booleans, `;` and `,` lists, `@prefix` / `PREFIX` — and writes every term into
+//! one reused arena. A whole chunk is parsed before any triple is emitted, so outside the subset (or on any
+//! error) nothing has been emitted and the caller parses the chunk with `oxttl`, which stays the reference
+//! for results and error messages: like [`super::ntriples`], this can only be faster, never different.
+
+use oxrdf::vocab::{rdf, xsd};
+use oxrdf::{BlankNodeRef, LiteralRef, NamedNodeRef, NamedOrBlankNodeRef, TermRef, TripleRef};
+
+use super::ntriples::{Cursor, IriCache, LiteralValue};
+
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Where the text of a term is.
+#[derive(Clone, Copy)]
+enum Text {
+    /// A range of the chunk.
+    Chunk(u32, u32),
+    /// A range of the arena.
+    Arena(u32, u32),
+    Static(&'static str),
+}
+
+#[derive(Clone, Copy)]
+enum Term {
+    Iri(Text),
+    /// The salted label.
+    Blank(Text),
+    Literal {
+        value: Text,
+        lang: Option<Text>,
+        datatype: Option<Text>,
+    },
+}
+
+/// A declared prefix: its IRI, and whether a simple local name appended to it needs no new validation.
+struct Prefix {
+    iri: String,
+    /// The IRI has a non-empty path, so appending unreserved characters cannot change its authority
+    /// (`oxttl` makes the same distinction before it re-validates).
+    appendable: bool,
+}
+
+/// Reusable state of the fast Turtle parser. See the module documentation.
+pub(crate) struct TurtleParser {
+    salt: String,
+    /// Prefixes declared by the header the last chunk came with, and the header's text.
+    header: Option<(String, FastMap<String, Prefix>)>,
+    /// Prefixes in scope (the header's, then the chunk's own directives).
+    prefixes: FastMap<String, Prefix>,
+    arena: String,
+    literal: String,
+    triples: Vec<[Term; 3]>,
+    iris: IriCache,
+}
+
+impl TurtleParser {
+    /// A parser whose blank node labels are prefixed with `salt`.
+    pub(crate) fn new(salt: String) -> Self {
+        TurtleParser {
+            salt,
+            header: None,
+            prefixes: FastMap::default(),
+            arena: String::new(),
+            literal: String::new(),
+            triples: Vec::new(),
+            iris: IriCache::new(),
+        }
+    }
+
+    /// Parses `chunk` (whole statements) after the directives in `header`. Returns false when the input is
+    /// outside the fast subset or invalid; nothing is then retained.
+    pub(crate) fn parse(&mut self, header: &str, chunk: &str) -> bool {
+        self.arena.clear();
+        self.triples.clear();
+        if chunk.len() >= u32::MAX as usize {
+            return false;
+        }
+        if self.header.as_ref().map(|(h, _)| h.as_str()) != Some(header) {
+            self.prefixes.clear();
+            if self.statements(header, true).is_none() {
+                self.header = None;
+                return false;
+            }
+            self.header = Some((header.to_owned(), std::mem::take(&mut self.prefixes)));
+        }
+        self.prefixes.clear();
+        if let Some((_, declared)) = &self.header {
+            for (name, p) in declared {
+                self.prefixes.insert(
+                    name.clone(),
+                    Prefix {
+                        iri: p.iri.clone(),
+                        appendable: p.appendable,
+                    },
+                );
+            }
+        }
+        self.arena.clear();
+        let ok = self.statements(chunk, false).is_some();
+        if !ok {
+            self.triples.clear();
+        }
+        ok
+    }
+
+    /// Number of triples parsed from the last chunk.
+    pub(crate) fn len(&self) -> usize {
+        self.triples.len()
+    }
+
+    /// The `i`-th triple of the last chunk (which must be passed again).
+    pub(crate) fn triple<'a>(&'a self, chunk: &'a str, i: usize) -> TripleRef<'a> {
+        let text = |t: Text| -> &'a str {
+            match t {
+                Text::Chunk(a, b) => &chunk[a as usize..b as usize],
+                Text::Arena(a, b) => &self.arena[a as usize..b as usize],
+                Text::Static(s) => s,
+            }
+        };
+        let term = |t: Term| -> TermRef<'a> {
+            match t {
+                Term::Iri(i) => NamedNodeRef::new_unchecked(text(i)).into(),
+                Term::Blank(b) => BlankNodeRef::new_unchecked(text(b)).into(),
+                Term::Literal {
+                    value,
+                    lang,
+                    datatype,
+                } => match (lang, datatype) {
+                    (Some(l), _) => {
+                        LiteralRef::new_language_tagged_literal_unchecked(text(value), text(l))
+                            .into()
+                    }
+                    (None, Some(d)) => LiteralRef::new_typed_literal(
+                        text(value),
+                        NamedNodeRef::new_unchecked(text(d)),
+                    )
+                    .into(),
+                    (None, None) => LiteralRef::new_simple_literal(text(value)).into(),
+                },
+            }
+        };
+        let [s, p, o] = self.triples[i];
+        let subject: NamedOrBlankNodeRef<'a> = match term(s) {
+            TermRef::NamedNode(n) => n.into(),
+            TermRef::BlankNode(b) => b.into(),
+            // Subjects are only ever parsed as IRIs or blank nodes.
+            TermRef::Literal(_) => NamedNodeRef::new_unchecked("").into(),
+        };
+        let predicate = match term(p) {
+            TermRef::NamedNode(n) => n,
+            _ => NamedNodeRef::new_unchecked(""),
+        };
+        TripleRef::new(subject, predicate, term(o))
+    }
+
+    /// Parses directives and (unless `header`) triples up to the end of `text`.
+    fn statements(&mut self, text: &str, header: bool) -> Option<()> {
+        let mut c = Cursor::new(text);
+        loop {
+            skip_ws(&mut c);
+            let Some(first) = c.peek() else {
+                return Some(());
+            };
+            if first == b'@' {
+                if !c.b[c.i..].starts_with(b"@prefix") {
+                    return None; // @base: relative IRIs are left to oxttl
+                }
+                c.i += "@prefix".len();
+                self.prefix_directive(&mut c)?;
+                skip_ws(&mut c);
+                if c.peek()? != b'.' {
+                    return None;
+                }
+                c.i += 1;
+            } else if keyword(&c, b"prefix") {
+                c.i += "prefix".len();
+                self.prefix_directive(&mut c)?;
+            } else if header || keyword(&c, b"base") || keyword(&c, b"graph") {
+                return None;
+            } else {
+                self.statement(&mut c)?;
+            }
+        }
+    }
+
+    /// ` pfx: <iri>` after `@prefix` or `PREFIX`.
+    fn prefix_directive(&mut self, c: &mut Cursor<'_>) -> Option<()> {
+        if !matches!(c.peek()?, b' ' | b'\t' | b'\r' | b'\n') {
+            return None;
+        }
+        skip_ws(c);
+        let start = c.i;
+        let end = prefix_name_end(c.b, start)?;
+        if c.b.get(end) != Some(&b':') {
+            return None;
+        }
+        let name = &c.s[start..end];
+        c.i = end + 1;
+        skip_ws(c);
+        let iri = c.iri()?;
+        let parsed = oxiri::Iri::parse(iri).ok()?;
+        let appendable = !parsed.path().is_empty();
+        self.prefixes.insert(
+            name.to_owned(),
+            Prefix {
+                iri: iri.to_owned(),
+                appendable,
+            },
+        );
+        Some(())
+    }
+
+    /// `subject predicateObjectList '.'`
+    fn statement(&mut self, c: &mut Cursor<'_>) -> Option<()> {
+        let subject = match c.peek()? {
+            b'<' => self.iri(c)?,
+            b'_' => self.blank(c)?,
+            _ => self.prefixed_name(c)?,
+        };
+        loop {
+            skip_ws(c);
+            let predicate = if c.peek()? == b'a'
+                && c.b
+                    .get(c.i + 1)
+                    .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                c.i += 1;
+                Term::Iri(Text::Static(rdf::TYPE.as_str()))
+            } else if c.peek()? == b'<' {
+                self.iri(c)?
+            } else {
+                self.prefixed_name(c)?
+            };
+            loop {
+                skip_ws(c);
+                let object = self.object(c)?;
+                self.triples.push([subject, predicate, object]);
+                skip_ws(c);
+                if c.peek()? != b',' {
+                    break;
+                }
+                c.i += 1;
+            }
+            match c.peek()? {
+                b'.' => {
+                    c.i += 1;
+                    return Some(());
+                }
+                b';' => {
+                    while c.peek() == Some(b';') {
+                        c.i += 1;
+                        skip_ws(c);
+                    }
+                    if c.peek()? == b'.' {
+                        c.i += 1;
+                        return Some(());
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+        match c.peek()? {
+            b'<' => self.iri(c),
+            b'_' => self.blank(c),
+            b'"' => self.literal(c),
+            b'0'..=b'9' | b'+' | b'-' | b'.' => number(c),
+            b't' | b'f' => {
+                for word in ["true", "false"] {
+                    // `true.` ends a statement; `true.x` or `true:x` would be a name.
+                    let end = c.i + word.len();
+                    let ends_here = match c.b.get(end) {
+                        None => true,
+                        Some(b'.') => c.b.get(end + 1).is_none_or(|&b| !is_name_byte(b)),
+                        Some(&b) => !is_name_byte(b) && b < 0x80,
+                    };
+                    if c.b[c.i..].starts_with(word.as_bytes()) && ends_here {
+                        let start = c.i as u32;
+                        c.i += word.len();
+                        return Some(Term::Literal {
+                            value: Text::Chunk(start, c.i as u32),
+                            lang: None,
+                            datatype: Some(Text::Static(xsd::BOOLEAN.as_str())),
+                        });
+                    }
+                }
+                self.prefixed_name(c)
+            }
+            _ => self.prefixed_name(c),
+        }
+    }
+
+    fn iri(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+        let start = c.i as u32 + 1;
+        let iri = c.iri()?;
+        if !self.iris.check(iri) {
+            return None;
+        }
+        Some(Term::Iri(Text::Chunk(start, start + iri.len() as u32)))
+    }
+
+    fn blank(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+        let label = c.blank_label()?;
+        let start = self.arena.len() as u32;
+        self.arena.push_str(&self.salt);
+        self.arena.push_str(label);
+        Some(Term::Blank(Text::Arena(start, self.arena.len() as u32)))
+    }
+
+    /// `pfx:local` with ASCII names and no escapes.
+    fn prefixed_name(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+        let start = c.i;
+        let end = prefix_name_end(c.b, start)?;
+        if c.b.get(end) != Some(&b':') {
+            return None;
+        }
+        let local_start = end + 1;
+        let mut j = local_start;
+        if c.b
+            .get(j)
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+        {
+            j += 1;
+            while c.b.get(j).is_some_and(|&b| is_name_byte(b)) {
+                j += 1;
+            }
+            while c.b[j - 1] == b'.' {
+                j -= 1; // a local name cannot end with '.'; the dot ends the statement
+            }
+        }
+        // Escapes, percent-encoding and non-ASCII names are left to oxttl.
+        if c.b
+            .get(j)
+            .is_some_and(|&b| b == b'\\' || b == b'%' || b >= 0x80)
+        {
+            return None;
+        }
+        let prefix = self.prefixes.get(&c.s[start..end])?;
+        let local = &c.s[local_start..j];
+        c.i = j;
+        let at = self.arena.len();
+        self.arena.push_str(&prefix.iri);
+        self.arena.push_str(local);
+        if !prefix.appendable && !self.iris.check(&self.arena[at..]) {
+            return None;
+        }
+        Some(Term::Iri(Text::Arena(at as u32, self.arena.len() as u32)))
+    }
+
+    fn literal(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+        if c.b[c.i..].starts_with(b"\"\"\"") {
+            return None; // long strings may span lines
+        }
+        let start = c.i as u32 + 1;
+        let value = match c.string(&mut self.literal)? {
+            LiteralValue::Borrowed(v) => Text::Chunk(start, start + v.len() as u32),
+            LiteralValue::Scratch => {
+                let at = self.arena.len() as u32;
+                self.arena.push_str(&self.literal);
+                Text::Arena(at, self.arena.len() as u32)
+            }
+        };
+        match c.peek() {
+            Some(b'@') => {
+                c.i += 1;
+                let at = c.i as u32;
+                let tag = c.simple_lang_tag()?;
+                // A tag followed by more name characters is not in the simple shape.
+                if c.peek()
+                    .is_some_and(|b| b == b'-' || b.is_ascii_alphanumeric())
+                {
+                    return None;
+                }
+                Some(Term::Literal {
+                    value,
+                    lang: Some(Text::Chunk(at, at + tag.len() as u32)),
+                    datatype: None,
+                })
+            }
+            Some(b'^') => {
+                if c.b.get(c.i + 1) != Some(&b'^') {
+                    return None;
+                }
+                c.i += 2;
+                let datatype = match c.peek()? {
+                    b'<' => self.iri(c)?,
+                    _ => self.prefixed_name(c)?,
+                };
+                let Term::Iri(d) = datatype else {
+                    return None;
+                };
+                let is_lang_string = match d {
+                    Text::Chunk(a, b) => &c.s[a as usize..b as usize] == rdf::LANG_STRING.as_str(),
+                    Text::Arena(a, b) => {
+                        &self.arena[a as usize..b as usize] == rdf::LANG_STRING.as_str()
+                    }
+                    Text::Static(_) => false,
+                };
+                if is_lang_string {
+                    return None; // an error oxttl reports
+                }
+                Some(Term::Literal {
+                    value,
+                    lang: None,
+                    datatype: Some(d),
+                })
+            }
+            _ => Some(Term::Literal {
+                value,
+                lang: None,
+                datatype: None,
+            }),
+        }
+    }
+}
+
+/// Bytes of a local name after its first one (ASCII subset).
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
+}
+
+/// End of an ASCII `PN_PREFIX` (possibly empty) starting at `start`.
+fn prefix_name_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut j = start;
+    if b.get(j).is_some_and(u8::is_ascii_alphabetic) {
+        j += 1;
+        while b
+            .get(j)
+            .is_some_and(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'-' | b'.'))
+        {
+            j += 1;
+        }
+        if b[j - 1] == b'.' {
+            return None;
+        }
+    }
+    if b.get(j).is_some_and(|&x| x >= 0x80) {
+        return None;
+    }
+    Some(j)
+}
+
+/// Whether a case-insensitive SPARQL-style keyword (`PREFIX`, `BASE`, `GRAPH`) followed by white space
+/// starts here.
+fn keyword(c: &Cursor<'_>, word: &[u8]) -> bool {
+    c.b.get(c.i..c.i + word.len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
+        && c.b
+            .get(c.i + word.len())
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'<'))
+}
+
+/// White space and comments.
+fn skip_ws(c: &mut Cursor<'_>) {
+    while let Some(b) = c.peek() {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => c.i += 1,
+            b'#' => {
+                c.i = memchr::memchr(b'\n', &c.b[c.i..]).map_or(c.b.len(), |n| c.i + n + 1);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `[+-]?[0-9]+` (xsd:integer) or `[+-]?[0-9]*\.[0-9]+` (xsd:decimal); exponents are left to oxttl.
+fn number(c: &mut Cursor<'_>) -> Option<Term> {
+    let start = c.i;
+    let mut j = start;
+    if matches!(c.b[j], b'+' | b'-') {
+        j += 1;
+    }
+    let digits = |j: &mut usize| {
+        let from = *j;
+        while c.b.get(*j).is_some_and(u8::is_ascii_digit) {
+            *j += 1;
+        }
+        *j - from
+    };
+    let integer = digits(&mut j);
+    let datatype = if c.b.get(j) == Some(&b'.') && c.b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+        j += 1;
+        digits(&mut j);
+        xsd::DECIMAL
+    } else if integer > 0 {
+        xsd::INTEGER
+    } else {
+        return None;
+    };
+    match c.b.get(j) {
+        Some(b'e' | b'E') => return None,
+        Some(b'.') if matches!(c.b.get(j + 1), Some(b'e' | b'E')) => return None,
+        Some(&b) if b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80 => return None,
+        _ => {}
+    }
+    c.i = j;
+    Some(Term::Literal {
+        value: Text::Chunk(start as u32, j as u32),
+        lang: None,
+        datatype: Some(Text::Static(datatype.as_str())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast parse of `text`, or `None` when it falls back.
+    fn fast(text: &str) -> Option<Vec<String>> {
+        let mut p = TurtleParser::new("x".into());
+        if !p.parse("", text) {
+            return None;
+        }
+        Some(
+            (0..p.len())
+                .map(|i| p.triple(text, i).to_string())
+                .collect(),
+        )
+    }
+
+    /// oxttl's parse of `text`, with blank nodes salted like the bulk loader does.
+    fn reference(text: &str) -> Vec<String> {
+        oxttl::TurtleParser::new()
+            .for_slice(text.as_bytes())
+            .map(|t| {
+                let t = t.expect("valid");
+                let q = super::super::salted(t.in_graph(oxrdf::GraphName::DefaultGraph), "x");
+                oxrdf::Triple::new(q.subject, q.predicate, q.object).to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_subset_matches_oxttl() {
+        let text = r#"@prefix ex: <http://example.org/ns#> .
+PREFIX p: <http://example.org/p/>
+@prefix : <http://example.org/empty/> .
+ex:s a ex:C ; ex:p "v" , "w"@en , "x\ty"@en-gb , "1"^^ex:t , "2"^^<http://example.org/t> ;
+  ex:q 12 , -3 , +4.50 , .5 , true , false ;; .
+ex:s ex:r true.
+ex:s ex:r false .
+p:a.b p:c-d p:e.f . # comment
+_:b1 ex:p _:b2 . :x :y :z.
+ex:s2 ex:p ex:o . ex:s3 ex:p 7.
+<http://example.org/s> <http://example.org/p> "\u00e9\\" .
+ex:s ex:p p:123 , p:_x , p:a:b , p: .
+"#;
+        let got = fast(text).expect("fast subset");
+        assert_eq!(got, reference(text));
+        assert!(got.len() > 20);
+    }
+
+    #[test]
+    fn everything_else_falls_back() {
+        for text in [
+            "@base <http://example.org/> .\n<a> <b> <c> .",
+            "@prefix ex: <rel/> .\nex:a ex:b ex:c .",
+            "<http://a/s> <http://a/p> [ <http://a/q> 1 ] .",
+            "<http://a/s> <http://a/p> ( 1 2 ) .",
+            "<http://a/s> <http://a/p> \"\"\"long\"\"\" .",
+            "<http://a/s> <http://a/p> 'single' .",
+            "<http://a/s> <http://a/p> 1e5 .",
+            "<http://a/s> <http://a/p> 1.5E3 .",
+            "<http://a/s> <http://a/p> \"x\"@EN .",
+            "<http://a/s> <http://a/p> \"x\"@en-verylongtag .",
+            "@prefix ex: <http://e/> .\nex:a ex:b ex:c\\-d .",
+            "@prefix ex: <http://e/> .\nex:a ex:b ex:c%20 .",
+            "@prefix ex: <http://e/> .\nex:a ex:b ex:é .",
+            "undeclared:a <http://a/p> <http://a/o> .",
+            "<http://a/s> <http://a/p> <http://a/o>",
+            "<http://a/s> <http://a/p> ; .",
+            "<http://a/s> <http://a/p> 12abc .",
+            "<http://a/s> <http://a/p> \"x\"<http://a/o> .",
+            "GRAPH <http://a/g> { <http://a/s> <http://a/p> <http://a/o> }",
+            "<http://a/s> <http://a/p> \"x\"^^<http://www.w3.org/1999/02/22-rdf-syntax-ns#langString> .",
+        ] {
+            assert!(fast(text).is_none(), "{text}");
+        }
+    }
+
+    /// Every Turtle file of the W3C suites (and the SPARQL suites' data): whatever the fast parser accepts,
+    /// oxttl accepts too, with the same triples. The negative syntax tests must all fall back.
+    #[test]
+    fn w3c_files_parse_as_oxttl_does_or_fall_back() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/rdf-tests");
+        let mut stack = vec![root];
+        let (mut files, mut accepted) = (0, 0);
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("rdf-tests").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "ttl") {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                files += 1;
+                let Some(got) = fast(&text) else { continue };
+                accepted += 1;
+                let base = format!("file://{}", path.display());
+                let expected: Result<Vec<String>, _> = oxttl::TurtleParser::new()
+                    .with_base_iri(base)
+                    .expect("base")
+                    .for_slice(text.as_bytes())
+                    .map(|t| {
+                        t.map(|t| {
+                            let q = super::super::salted(
+                                t.in_graph(oxrdf::GraphName::DefaultGraph),
+                                "x",
+                            );
+                            oxrdf::Triple::new(q.subject, q.predicate, q.object).to_string()
+                        })
+                    })
+                    .collect();
+                match expected {
+                    Ok(expected) => assert_eq!(got, expected, "{}", path.display()),
+                    Err(e) => panic!("{}: fast parse accepted, oxttl says {e}", path.display()),
+                }
+            }
+        }
+        eprintln!("{files} Turtle files, {accepted} in the fast subset");
+        assert!(
+            files > 400 && accepted > 100,
+            "{files} files, {accepted} accepted"
+        );
+    }
+
+    #[test]
+    fn header_prefixes_apply_and_chunk_prefixes_do_not_leak() {
+        let mut p = TurtleParser::new("x".into());
+        let header = "@prefix ex: <http://example.org/> .\n";
+        assert!(p.parse(header, "@prefix q: <http://q/> .\nex:a q:b ex:c .\n"));
+        assert_eq!(
+            p.triple("", 0).to_string(),
+            "<http://example.org/a> <http://q/b> <http://example.org/c>"
+        );
+        // `q:` was declared by the previous chunk only.
+        assert!(!p.parse(header, "ex:a q:b ex:c .\n"));
+        let chunk = "ex:a ex:b ex:c .\n";
+        assert!(p.parse(header, chunk));
+        assert_eq!(p.len(), 1);
+    }
+}

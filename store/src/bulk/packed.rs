@@ -1,0 +1,249 @@
+//! Packed sort keys for the in-memory passes of a bulk load.
+//!
+//! Sorting 32-byte id quads by comparison was the largest cost of a pass. Instead, every term id is replaced
+//! by its rank among the distinct ids seen in its position (graph, subject, predicate, object), which keeps
+//! id order, and the four ranks are packed into one `u64` when their widths add up to at most 64 bits
+//! (LUBM-10: 0 + 18 + 5 + 19 bits). A pass then sorts 8-byte integers and maps ranks back to ids while it
+//! writes. Ranks are computed from the dictionary counter, which is dense, so building them needs no hash
+//! map and no sort except for the (few) inline literal ids.
+
+use crate::keys::IdQuad;
+use crate::term::TermId;
+
+use super::runs::Order;
+
+/// Field numbering inside a packed key, most significant first.
+const G: usize = 0;
+const S: usize = 1;
+const P: usize = 2;
+const O: usize = 3;
+
+const PAYLOAD_BITS: u32 = 56;
+const PAYLOAD_MASK: u64 = (1 << PAYLOAD_BITS) - 1;
+/// Largest dictionary tag (IRI, blank node, literal); higher tags are inline literals.
+const MAX_DICTIONARY_TAG: u64 = 2;
+
+/// The quads of a load as packed `(g, s, p, o)` rank keys, unsorted, with the tables to unpack them.
+pub(crate) struct Packed {
+    keys: Vec<u64>,
+    /// Id by rank, per field.
+    ids: [Vec<TermId>; 4],
+    bits: [u32; 4],
+}
+
+impl Packed {
+    /// Packs `quads`, or returns `None` when the ranks need more than 64 bits or the dictionary counter
+    /// range (`next_counter`) is too large for rank tables (a small load into a large store).
+    pub(crate) fn build(quads: &[IdQuad], next_counter: u64) -> Option<Packed> {
+        let domain = usize::try_from(next_counter).ok()?;
+        if domain > quads.len() + (1 << 20) {
+            return None;
+        }
+        // Per dictionary counter: its tag in the high nibble and, in the low one, the fields it occurs in.
+        let mut marks = vec![0u8; domain];
+        let mut inline: [Vec<u64>; 4] = Default::default();
+        for q in quads {
+            for (f, id) in [q.g, q.s, q.p, q.o].into_iter().enumerate() {
+                let tag = id.0 >> PAYLOAD_BITS;
+                if tag <= MAX_DICTIONARY_TAG {
+                    *marks.get_mut((id.0 & PAYLOAD_MASK) as usize)? |=
+                        (1 << f) | ((tag as u8) << 4);
+                } else {
+                    inline[f].push(id.0);
+                }
+            }
+        }
+        for v in &mut inline {
+            v.sort_unstable();
+            v.dedup();
+        }
+        // Ranks in id order: tag first (IRI < blank node < literal < inline), then counter.
+        let mut ranks: [Vec<u32>; 4] = Default::default();
+        let mut ids: [Vec<TermId>; 4] = Default::default();
+        let present = marks.iter().fold(0u8, |a, m| a | m) & 0xf;
+        for (f, r) in ranks.iter_mut().enumerate() {
+            if present & (1 << f) != 0 {
+                *r = vec![0; domain];
+            }
+        }
+        for tag in 0..=MAX_DICTIONARY_TAG {
+            for (c, &m) in marks.iter().enumerate() {
+                if u64::from(m >> 4) != tag {
+                    continue;
+                }
+                for f in 0..4 {
+                    if m & (1 << f) != 0 {
+                        ranks[f][c] = ids[f].len() as u32;
+                        ids[f].push(TermId((tag << PAYLOAD_BITS) | c as u64));
+                    }
+                }
+            }
+        }
+        drop(marks);
+        let mut bits = [0u32; 4];
+        for f in 0..4 {
+            let first_inline = ids[f].len();
+            ids[f].extend(inline[f].iter().map(|&id| TermId(id)));
+            if first_inline > u32::MAX as usize || ids[f].len() > u32::MAX as usize {
+                return None;
+            }
+            bits[f] = usize::BITS - ids[f].len().saturating_sub(1).leading_zeros();
+        }
+        if bits.iter().sum::<u32>() > 64 {
+            return None;
+        }
+        let shifts = shifts(bits, [G, S, P, O]);
+        let rank = |f: usize, id: TermId| -> u64 {
+            if id.0 >> PAYLOAD_BITS <= MAX_DICTIONARY_TAG {
+                u64::from(ranks[f][(id.0 & PAYLOAD_MASK) as usize])
+            } else {
+                let dictionary = ids[f].len() - inline[f].len();
+                (dictionary + inline[f].binary_search(&id.0).unwrap_or(0)) as u64
+            }
+        };
+        let keys = quads
+            .iter()
+            .map(|q| {
+                (rank(G, q.g) << shifts[G])
+                    | (rank(S, q.s) << shifts[S])
+                    | (rank(P, q.p) << shifts[P])
+                    | (rank(O, q.o) << shifts[O])
+            })
+            .collect();
+        Some(Packed { keys, ids, bits })
+    }
+
+    /// Visits the distinct quads in `order`.
+    pub(crate) fn visit_sorted<E>(
+        &self,
+        order: Order,
+        mut visit: impl FnMut(&IdQuad) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let fields = fields_of(order);
+        let from = shifts(self.bits, [G, S, P, O]);
+        let to = shifts(self.bits, fields);
+        let mask = self
+            .bits
+            .map(|b| if b == 0 { 0 } else { u64::MAX >> (64 - b) });
+        let mut keys: Vec<u64> = if fields == [G, S, P, O] {
+            self.keys.clone()
+        } else {
+            self.keys
+                .iter()
+                .map(|&k| (0..4).fold(0, |acc, f| acc | (((k >> from[f]) & mask[f]) << to[f])))
+                .collect()
+        };
+        // Measured on 1.27M 42-bit keys: 58 ms, against 67 ms for an LSD radix sort with 11-bit digits.
+        keys.sort_unstable();
+        let mut previous = None;
+        for &k in &keys {
+            if previous.replace(k) == Some(k) {
+                continue;
+            }
+            let id = |f: usize| self.ids[f][((k >> to[f]) & mask[f]) as usize];
+            visit(&IdQuad::new(id(S), id(P), id(O), id(G)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Fields of `order`, most significant first.
+fn fields_of(order: Order) -> [usize; 4] {
+    match order {
+        Order::Gspo => [G, S, P, O],
+        Order::Gpos => [G, P, O, S],
+        Order::Gosp => [G, O, S, P],
+        Order::Spog => [S, P, O, G],
+        Order::Posg => [P, O, S, G],
+        Order::Ospg => [O, S, P, G],
+    }
+}
+
+/// Shift of each field (by field number) when the fields are packed in `layout` order.
+fn shifts(bits: [u32; 4], layout: [usize; 4]) -> [u32; 4] {
+    let mut out = [0; 4];
+    let mut shift = 0;
+    for &f in layout.iter().rev() {
+        out[f] = shift;
+        shift += bits[f];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(tag: u64, payload: u64) -> TermId {
+        TermId((tag << PAYLOAD_BITS) | payload)
+    }
+
+    #[test]
+    fn every_order_matches_the_comparison_sort() {
+        // Dictionary ids of all three kinds, inline ids, the default graph and duplicates.
+        let terms = [
+            id(0, 5),
+            id(0, 9),
+            id(1, 3),
+            id(2, 7),
+            id(4, 42),
+            id(0x14, 0x616263),
+            id(2, 1),
+        ];
+        let graphs = [TermId::DEFAULT_GRAPH, id(0, 2), id(1, 4)];
+        let mut quads = Vec::new();
+        let mut state = 7u64;
+        for _ in 0..3000 {
+            let mut pick = |n: usize| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as usize % n
+            };
+            quads.push(IdQuad::new(
+                terms[pick(3)],
+                terms[pick(2)],
+                terms[pick(terms.len())],
+                graphs[pick(graphs.len())],
+            ));
+        }
+        let packed = Packed::build(&quads, 10).expect("fits");
+        assert_eq!(packed.keys.len(), 3000);
+        for order in [
+            Order::Gspo,
+            Order::Gpos,
+            Order::Gosp,
+            Order::Spog,
+            Order::Posg,
+            Order::Ospg,
+        ] {
+            let mut expected = quads.clone();
+            order.sort(&mut expected);
+            expected.dedup();
+            let mut got = Vec::new();
+            packed
+                .visit_sorted(order, |q| {
+                    got.push(*q);
+                    Ok::<_, ()>(())
+                })
+                .expect("visit");
+            assert_eq!(got, expected, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn too_wide_or_too_large_domains_fall_back() {
+        let quads = [IdQuad::new(
+            id(0, 1),
+            id(0, 2),
+            id(0, 3),
+            TermId::DEFAULT_GRAPH,
+        )];
+        assert!(Packed::build(&quads, 1 << 30).is_none());
+        let wide: Vec<IdQuad> = (0..70_000u64)
+            .map(|i| IdQuad::new(id(4, i), id(4, i), id(4, i), id(4, i)))
+            .collect();
+        // 17 bits per field, 68 in all.
+        assert!(Packed::build(&wide, 4).is_none());
+    }
+}
