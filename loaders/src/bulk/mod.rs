@@ -357,8 +357,7 @@ fn read_chunks(
                     fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
                 let end = if eof { buf.len() } else { splitter.scan(&buf) };
                 if end > 0 {
-                    let rest = buf.split_off(end);
-                    let chunk = std::mem::replace(&mut buf, rest);
+                    let chunk = cut_chunk(&mut buf, end, recycled);
                     if !eof {
                         splitter.consume(end);
                     }
@@ -409,8 +408,7 @@ fn read_chunks(
                             return Ok(());
                         }
                     };
-                    let rest = buf.split_off(end);
-                    let mut chunk = std::mem::replace(&mut buf, rest);
+                    let mut chunk = cut_chunk(&mut buf, end, recycled);
                     chunk.drain(..splitter.skip);
                     splitter.consume(end);
                     if tx
@@ -485,6 +483,18 @@ fn read_chunks(
     }
 }
 
+/// Splits `buf` at `end`: returns the first part and leaves the rest in `buf`, a buffer that came back from
+/// the workers when there is one (fresh 8 MiB buffers cost page faults and zeroing for every chunk).
+fn cut_chunk(buf: &mut Vec<u8>, end: usize, recycled: &Receiver<Vec<u8>>) -> Vec<u8> {
+    let mut rest = recycled
+        .try_recv()
+        .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
+    rest.clear();
+    rest.extend_from_slice(&buf[end..]);
+    buf.truncate(end);
+    std::mem::replace(buf, rest)
+}
+
 /// Reads into `buf[*filled..]` until it is full or the input ends. Returns true at end of input.
 fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], filled: &mut usize) -> std::io::Result<bool> {
     while *filled < buf.len() {
@@ -549,12 +559,19 @@ fn worker(
                 result
             }
             Chunk::Statements { header, bytes } => {
-                match fast_statements(job, &mut turtle, encoder, &header, &bytes, tx) {
+                let result = match fast_statements(job, &mut turtle, encoder, &header, &bytes, tx)
+                {
                     Some(result) => result,
                     None => parse_statements(job, encoder, &header, &bytes, tx),
-                }
+                };
+                let _ = recycle.try_send(bytes);
+                result
             }
-            Chunk::Elements { header, bytes } => parse_elements(job, encoder, &header, &bytes, tx),
+            Chunk::Elements { header, bytes } => {
+                let result = parse_elements(job, encoder, &header, &bytes, tx);
+                let _ = recycle.try_send(bytes);
+                result
+            }
             Chunk::Quads(quads) => {
                 let mut enc = Encoded {
                     quads: Vec::new(),
@@ -649,7 +666,19 @@ fn parse_lines(
     // A valid chunk is split as text once; with invalid UTF-8, the bad lines go to oxttl, which reports them.
     type Lines<'b> = Box<dyn Iterator<Item = (&'b [u8], Option<&'b str>)> + 'b>;
     let lines: Lines<'_> = match std::str::from_utf8(bytes) {
-        Ok(text) => Box::new(text.split('\n').map(|l| (l.as_bytes(), Some(l)))),
+        // memchr's line search is vectorized; `str::split` scans a word at a time (4% of a LUBM-10 load).
+        Ok(text) => {
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\n', bytes).chain(
+                (!bytes.ends_with(b"\n") || bytes.is_empty()).then_some(bytes.len()),
+            );
+            Box::new(ends.map(move |end| {
+                // Both ends are at '\n' bytes (or the ends of the text), so they are char boundaries.
+                let line = &text[start..end];
+                start = end + 1;
+                (line.as_bytes(), Some(line))
+            }))
+        }
         Err(_) => Box::new(
             bytes
                 .split(|&b| b == b'\n')

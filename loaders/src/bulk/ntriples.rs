@@ -271,6 +271,41 @@ static IRI_STOP: [bool; 256] = {
     t
 };
 
+/// Index of the first [`IRI_STOP`] byte. On x86_64, 16 bytes at a time with SSE2 (part of the x86_64
+/// baseline): the byte-per-byte table scan was 8% of a LUBM-10 load, most of its text being IRIs.
+fn iri_stop(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        while i + 16 <= bytes.len() {
+            // SAFETY: SSE2 is always available on x86_64, and the 16 bytes read are in bounds
+            // (`i + 16 <= bytes.len()`); `loadu` has no alignment requirement.
+            let mask = unsafe {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                let space = _mm_set1_epi8(0x20);
+                // Unsigned `v <= 0x20`: control characters and space.
+                let mut stop = _mm_cmpeq_epi8(_mm_min_epu8(v, space), v);
+                for c in *b"<>\"{}|^`\\" {
+                    stop = _mm_or_si128(stop, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
+                }
+                _mm_movemask_epi8(stop)
+            };
+            if mask != 0 {
+                return Some(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| IRI_STOP[usize::from(b)])
+        .map(|p| i + p)
+}
+
 /// A position in a line (or, for Turtle, a chunk of statements).
 pub(crate) struct Cursor<'a> {
     pub(crate) b: &'a [u8],
@@ -308,7 +343,7 @@ impl<'a> Cursor<'a> {
         }
         let start = self.i + 1;
         let rest = self.b.get(start..)?;
-        let len = rest.iter().position(|&b| IRI_STOP[usize::from(b)])?;
+        let len = iri_stop(rest)?;
         if rest[len] != b'>' {
             return None;
         }
@@ -495,6 +530,23 @@ mod tests {
             "<http://a/s> \"p\" <http://a/o> .",
         ] {
             assert!(parse(line).is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn iri_stop_agrees_with_the_table() {
+        for len in 0..70usize {
+            for stop in 0..=255u8 {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice("é/x".as_bytes());
+                    if at < bytes.len() {
+                        bytes[at] = stop;
+                    }
+                    let expected = bytes.iter().position(|&b| IRI_STOP[usize::from(b)]);
+                    assert_eq!(iri_stop(&bytes), expected, "{len} {stop} {at}");
+                }
+            }
         }
     }
 

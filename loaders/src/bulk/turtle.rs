@@ -15,14 +15,30 @@ use super::ntriples::{Cursor, IriCache, LiteralValue};
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
-/// Where the text of a term is.
+/// Where the text of a term is: a range of the chunk, or of the arena when `ARENA` is set in `start`.
+/// Eight bytes, so that a chunk's triples stay small (they are all held until the chunk is parsed).
 #[derive(Clone, Copy)]
-enum Text {
-    /// A range of the chunk.
-    Chunk(u32, u32),
-    /// A range of the arena.
-    Arena(u32, u32),
-    Static(&'static str),
+struct Text {
+    start: u32,
+    end: u32,
+}
+
+const ARENA: u32 = 1 << 31;
+
+impl Text {
+    fn chunk(start: usize, end: usize) -> Text {
+        Text {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    fn arena(start: usize, end: usize) -> Text {
+        Text {
+            start: start as u32 | ARENA,
+            end: end as u32,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -30,11 +46,9 @@ enum Term {
     Iri(Text),
     /// The salted label.
     Blank(Text),
-    Literal {
-        value: Text,
-        lang: Option<Text>,
-        datatype: Option<Text>,
-    },
+    Simple(Text),
+    Lang(Text, Text),
+    Typed(Text, Text),
 }
 
 /// A declared prefix: its IRI, and whether a simple local name appended to it needs no new validation.
@@ -53,6 +67,8 @@ pub(crate) struct TurtleParser {
     /// Prefixes in scope (the header's, then the chunk's own directives).
     prefixes: FastMap<String, Prefix>,
     arena: String,
+    /// Where the IRIs `a`, `true`/`false`, integers and decimals need are, at the start of the arena.
+    statics: [Text; 4],
     literal: String,
     triples: Vec<[Term; 3]>,
     iris: IriCache,
@@ -66,6 +82,7 @@ impl TurtleParser {
             header: None,
             prefixes: FastMap::default(),
             arena: String::new(),
+            statics: [Text::arena(0, 0); 4],
             literal: String::new(),
             triples: Vec::new(),
             iris: IriCache::new(),
@@ -77,7 +94,7 @@ impl TurtleParser {
     pub(crate) fn parse(&mut self, header: &str, chunk: &str) -> bool {
         self.arena.clear();
         self.triples.clear();
-        if chunk.len() >= u32::MAX as usize {
+        if chunk.len() >= ARENA as usize {
             return false;
         }
         if self.header.as_ref().map(|(h, _)| h.as_str()) != Some(header) {
@@ -101,6 +118,11 @@ impl TurtleParser {
             }
         }
         self.arena.clear();
+        for (slot, iri) in self.statics.iter_mut().zip([rdf::TYPE, xsd::BOOLEAN, xsd::INTEGER, xsd::DECIMAL]) {
+            let at = self.arena.len();
+            self.arena.push_str(iri.as_str());
+            *slot = Text::arena(at, self.arena.len());
+        }
         let ok = self.statements(chunk, false).is_some();
         if !ok {
             self.triples.clear();
@@ -116,32 +138,25 @@ impl TurtleParser {
     /// The `i`-th triple of the last chunk (which must be passed again).
     pub(crate) fn triple<'a>(&'a self, chunk: &'a str, i: usize) -> TripleRef<'a> {
         let text = |t: Text| -> &'a str {
-            match t {
-                Text::Chunk(a, b) => &chunk[a as usize..b as usize],
-                Text::Arena(a, b) => &self.arena[a as usize..b as usize],
-                Text::Static(s) => s,
+            let range = (t.start & !ARENA) as usize..t.end as usize;
+            if t.start & ARENA != 0 {
+                &self.arena[range]
+            } else {
+                &chunk[range]
             }
         };
         let term = |t: Term| -> TermRef<'a> {
             match t {
                 Term::Iri(i) => NamedNodeRef::new_unchecked(text(i)).into(),
                 Term::Blank(b) => BlankNodeRef::new_unchecked(text(b)).into(),
-                Term::Literal {
-                    value,
-                    lang,
-                    datatype,
-                } => match (lang, datatype) {
-                    (Some(l), _) => {
-                        LiteralRef::new_language_tagged_literal_unchecked(text(value), text(l))
-                            .into()
-                    }
-                    (None, Some(d)) => LiteralRef::new_typed_literal(
-                        text(value),
-                        NamedNodeRef::new_unchecked(text(d)),
-                    )
-                    .into(),
-                    (None, None) => LiteralRef::new_simple_literal(text(value)).into(),
-                },
+                Term::Simple(v) => LiteralRef::new_simple_literal(text(v)).into(),
+                Term::Lang(v, l) => {
+                    LiteralRef::new_language_tagged_literal_unchecked(text(v), text(l)).into()
+                }
+                Term::Typed(v, d) => {
+                    LiteralRef::new_typed_literal(text(v), NamedNodeRef::new_unchecked(text(d)))
+                        .into()
+                }
             }
         };
         let [s, p, o] = self.triples[i];
@@ -230,7 +245,7 @@ impl TurtleParser {
                     .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             {
                 c.i += 1;
-                Term::Iri(Text::Static(rdf::TYPE.as_str()))
+                Term::Iri(self.statics[0])
             } else if c.peek()? == b'<' {
                 self.iri(c)?
             } else {
@@ -271,7 +286,7 @@ impl TurtleParser {
             b'<' => self.iri(c),
             b'_' => self.blank(c),
             b'"' => self.literal(c),
-            b'0'..=b'9' | b'+' | b'-' | b'.' => number(c),
+            b'0'..=b'9' | b'+' | b'-' | b'.' => number(c, [self.statics[2], self.statics[3]]),
             b't' | b'f' => {
                 for word in ["true", "false"] {
                     // `true.` ends a statement; `true.x` or `true:x` would be a name.
@@ -282,13 +297,9 @@ impl TurtleParser {
                         Some(&b) => !is_name_byte(b) && b < 0x80,
                     };
                     if c.b[c.i..].starts_with(word.as_bytes()) && ends_here {
-                        let start = c.i as u32;
+                        let start = c.i;
                         c.i += word.len();
-                        return Some(Term::Literal {
-                            value: Text::Chunk(start, c.i as u32),
-                            lang: None,
-                            datatype: Some(Text::Static(xsd::BOOLEAN.as_str())),
-                        });
+                        return Some(Term::Typed(Text::chunk(start, c.i), self.statics[1]));
                     }
                 }
                 self.prefixed_name(c)
@@ -298,20 +309,20 @@ impl TurtleParser {
     }
 
     fn iri(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
-        let start = c.i as u32 + 1;
+        let start = c.i + 1;
         let iri = c.iri()?;
         if !self.iris.check(iri) {
             return None;
         }
-        Some(Term::Iri(Text::Chunk(start, start + iri.len() as u32)))
+        Some(Term::Iri(Text::chunk(start, start + iri.len())))
     }
 
     fn blank(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
         let label = c.blank_label()?;
-        let start = self.arena.len() as u32;
+        let start = self.arena.len();
         self.arena.push_str(&self.salt);
         self.arena.push_str(label);
-        Some(Term::Blank(Text::Arena(start, self.arena.len() as u32)))
+        Some(Term::Blank(Text::arena(start, self.arena.len())))
     }
 
     /// `pfx:local` with ASCII names and no escapes.
@@ -351,38 +362,32 @@ impl TurtleParser {
         if !prefix.appendable && !self.iris.check(&self.arena[at..]) {
             return None;
         }
-        Some(Term::Iri(Text::Arena(at as u32, self.arena.len() as u32)))
+        Some(Term::Iri(Text::arena(at, self.arena.len())))
     }
 
     fn literal(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
         if c.b[c.i..].starts_with(b"\"\"\"") {
             return None; // long strings may span lines
         }
-        let start = c.i as u32 + 1;
+        let start = c.i + 1;
         let value = match c.string(&mut self.literal)? {
-            LiteralValue::Borrowed(v) => Text::Chunk(start, start + v.len() as u32),
+            LiteralValue::Borrowed(v) => Text::chunk(start, start + v.len()),
             LiteralValue::Scratch => {
-                let at = self.arena.len() as u32;
+                let at = self.arena.len();
                 self.arena.push_str(&self.literal);
-                Text::Arena(at, self.arena.len() as u32)
+                Text::arena(at, self.arena.len())
             }
         };
         match c.peek() {
             Some(b'@') => {
                 c.i += 1;
-                let at = c.i as u32;
+                let at = c.i;
                 let tag = c.simple_lang_tag()?;
                 // A tag followed by more name characters is not in the simple shape.
-                if c.peek()
-                    .is_some_and(|b| b == b'-' || b.is_ascii_alphanumeric())
-                {
+                if c.peek().is_some_and(|b| b == b'-' || b.is_ascii_alphanumeric()) {
                     return None;
                 }
-                Some(Term::Literal {
-                    value,
-                    lang: Some(Text::Chunk(at, at + tag.len() as u32)),
-                    datatype: None,
-                })
+                Some(Term::Lang(value, Text::chunk(at, at + tag.len())))
             }
             Some(b'^') => {
                 if c.b.get(c.i + 1) != Some(&b'^') {
@@ -396,27 +401,18 @@ impl TurtleParser {
                 let Term::Iri(d) = datatype else {
                     return None;
                 };
-                let is_lang_string = match d {
-                    Text::Chunk(a, b) => &c.s[a as usize..b as usize] == rdf::LANG_STRING.as_str(),
-                    Text::Arena(a, b) => {
-                        &self.arena[a as usize..b as usize] == rdf::LANG_STRING.as_str()
-                    }
-                    Text::Static(_) => false,
+                let range = (d.start & !ARENA) as usize..d.end as usize;
+                let iri = if d.start & ARENA != 0 {
+                    &self.arena[range]
+                } else {
+                    &c.s[range]
                 };
-                if is_lang_string {
+                if iri == rdf::LANG_STRING.as_str() {
                     return None; // an error oxttl reports
                 }
-                Some(Term::Literal {
-                    value,
-                    lang: None,
-                    datatype: Some(d),
-                })
+                Some(Term::Typed(value, d))
             }
-            _ => Some(Term::Literal {
-                value,
-                lang: None,
-                datatype: None,
-            }),
+            _ => Some(Term::Simple(value)),
         }
     }
 }
@@ -471,7 +467,7 @@ fn skip_ws(c: &mut Cursor<'_>) {
 }
 
 /// `[+-]?[0-9]+` (xsd:integer) or `[+-]?[0-9]*\.[0-9]+` (xsd:decimal); exponents are left to oxttl.
-fn number(c: &mut Cursor<'_>) -> Option<Term> {
+fn number(c: &mut Cursor<'_>, [integer_iri, decimal_iri]: [Text; 2]) -> Option<Term> {
     let start = c.i;
     let mut j = start;
     if matches!(c.b[j], b'+' | b'-') {
@@ -488,9 +484,9 @@ fn number(c: &mut Cursor<'_>) -> Option<Term> {
     let datatype = if c.b.get(j) == Some(&b'.') && c.b.get(j + 1).is_some_and(u8::is_ascii_digit) {
         j += 1;
         digits(&mut j);
-        xsd::DECIMAL
+        decimal_iri
     } else if integer > 0 {
-        xsd::INTEGER
+        integer_iri
     } else {
         return None;
     };
@@ -501,11 +497,7 @@ fn number(c: &mut Cursor<'_>) -> Option<Term> {
         _ => {}
     }
     c.i = j;
-    Some(Term::Literal {
-        value: Text::Chunk(start as u32, j as u32),
-        lang: None,
-        datatype: Some(Text::Static(datatype.as_str())),
-    })
+    Some(Term::Typed(Text::chunk(start, j), datatype))
 }
 
 #[cfg(test)]
