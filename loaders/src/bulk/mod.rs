@@ -559,8 +559,7 @@ fn worker(
                 result
             }
             Chunk::Statements { header, bytes } => {
-                let result = match fast_statements(job, &mut turtle, encoder, &header, &bytes, tx)
-                {
+                let result = match fast_statements(job, &mut turtle, encoder, &header, &bytes, tx) {
                     Some(result) => result,
                     None => parse_statements(job, encoder, &header, &bytes, tx),
                 };
@@ -669,9 +668,8 @@ fn parse_lines(
         // memchr's line search is vectorized; `str::split` scans a word at a time (4% of a LUBM-10 load).
         Ok(text) => {
             let mut start = 0;
-            let ends = memchr::memchr_iter(b'\n', bytes).chain(
-                (!bytes.ends_with(b"\n") || bytes.is_empty()).then_some(bytes.len()),
-            );
+            let ends = memchr::memchr_iter(b'\n', bytes)
+                .chain((!bytes.ends_with(b"\n") || bytes.is_empty()).then_some(bytes.len()));
             Box::new(ends.map(move |end| {
                 // Both ends are at '\n' bytes (or the ends of the text), so they are char boundaries.
                 let line = &text[start..end];

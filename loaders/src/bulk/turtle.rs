@@ -118,7 +118,11 @@ impl TurtleParser {
             }
         }
         self.arena.clear();
-        for (slot, iri) in self.statics.iter_mut().zip([rdf::TYPE, xsd::BOOLEAN, xsd::INTEGER, xsd::DECIMAL]) {
+        for (slot, iri) in
+            self.statics
+                .iter_mut()
+                .zip([rdf::TYPE, xsd::BOOLEAN, xsd::INTEGER, xsd::DECIMAL])
+        {
             let at = self.arena.len();
             self.arena.push_str(iri.as_str());
             *slot = Text::arena(at, self.arena.len());
@@ -384,7 +388,9 @@ impl TurtleParser {
                 let at = c.i;
                 let tag = c.simple_lang_tag()?;
                 // A tag followed by more name characters is not in the simple shape.
-                if c.peek().is_some_and(|b| b == b'-' || b.is_ascii_alphanumeric()) {
+                if c.peek()
+                    .is_some_and(|b| b == b'-' || b.is_ascii_alphanumeric())
+                {
                     return None;
                 }
                 Some(Term::Lang(value, Text::chunk(at, at + tag.len())))
