@@ -38,7 +38,7 @@ use crate::load::{
 use ntriples::{Line, LineParser};
 
 /// Bytes per chunk handed to a worker.
-const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
 /// Quads a worker encodes before it flushes to the shared dictionary.
 const FLUSH_QUADS: usize = 32 * 1024;
 
@@ -313,7 +313,8 @@ fn read_chunks(
                 // Buffers keep their full length (initialized once); `filled` says what is valid.
                 let want = carry.len() + CHUNK_BYTES;
                 if buf.len() < want {
-                    buf.resize(want.max(CHUNK_BYTES * 2), 0);
+                    // Room for a long carried line, so that recycled buffers rarely grow.
+                    buf.resize(want.max(CHUNK_BYTES + (64 << 10)), 0);
                 }
                 buf[..carry.len()].copy_from_slice(&carry);
                 let mut filled = carry.len();
