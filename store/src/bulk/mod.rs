@@ -617,6 +617,9 @@ struct Accumulator<'d> {
     last: Option<IdQuad>,
     /// Current (g, p, o) group of the POS pass.
     group: Vec<TermId>,
+    /// Quads in the current graph (SPO pass) or (graph, predicate) (POS pass): counted by runs, not with a
+    /// map update per quad.
+    run: i64,
     pos_counter: PrefixCounter<'d>,
 }
 
@@ -636,6 +639,7 @@ impl<'d> Accumulator<'d> {
             stats: PassStats::default(),
             last: None,
             group: Vec::new(),
+            run: 0,
             pos_counter: PrefixCounter::new(&inner.db, inner.cf("pos")?, inner.cf("gpos")?),
         })
     }
@@ -644,33 +648,42 @@ impl<'d> Accumulator<'d> {
         match order {
             Order::Gspo => {
                 let last = self.last.replace(*q);
-                *self.stats.predicate_quads.entry((q.g, q.p)).or_default() += 1;
-                if last.map(|l| l.g) != Some(q.g) && !q.in_default_graph() {
-                    self.stats.named_graphs.insert(q.g);
+                let new_graph = last.map(|l| l.g) != Some(q.g);
+                if new_graph {
+                    if let Some(l) = last {
+                        self.end_graph(l.g);
+                    }
+                    if !q.in_default_graph() {
+                        self.stats.named_graphs.insert(q.g);
+                    }
                 }
-                if last.map(|l| (l.g, l.s)) != Some((q.g, q.s)) {
+                self.run += 1;
+                if new_graph || last.map(|l| l.s) != Some(q.s) {
                     self.stats
                         .graph_subjects
                         .entry(q.g)
                         .or_default()
                         .insert(q.s.0);
                 }
-                if last.map(|l| (l.g, l.s, l.p)) != Some((q.g, q.s, q.p)) {
+                if new_graph || last.map(|l| (l.s, l.p)) != Some((q.s, q.p)) {
                     self.stats
                         .predicate_subjects
                         .entry((q.g, q.p))
                         .or_default()
                         .insert(q.s.0);
                 }
-                *self.stats.graph_quads.entry(q.g).or_default() += 1;
             }
             Order::Gpos => {
                 if let Some(l) = self.last {
                     if (l.g, l.p, l.o) != (q.g, q.p, q.o) {
                         self.end_group(l)?;
                     }
+                    if (l.g, l.p) != (q.g, q.p) {
+                        self.end_predicate(l);
+                    }
                 }
                 self.last = Some(*q);
+                self.run += 1;
                 self.group.push(q.s);
             }
             _ => {}
@@ -679,13 +692,26 @@ impl<'d> Accumulator<'d> {
     }
 
     fn end_pass(&mut self, order: Order) -> Result<()> {
-        if order == Order::Gpos {
-            if let Some(l) = self.last {
-                self.end_group(l)?;
+        if let Some(l) = self.last {
+            match order {
+                Order::Gspo => self.end_graph(l.g),
+                Order::Gpos => {
+                    self.end_group(l)?;
+                    self.end_predicate(l);
+                }
+                _ => {}
             }
         }
         self.last = None;
         Ok(())
+    }
+
+    fn end_graph(&mut self, g: TermId) {
+        *self.stats.graph_quads.entry(g).or_default() += std::mem::take(&mut self.run);
+    }
+
+    fn end_predicate(&mut self, q: IdQuad) {
+        *self.stats.predicate_quads.entry((q.g, q.p)).or_default() += std::mem::take(&mut self.run);
     }
 
     /// Closes a (g, p, o) group of new quads (subjects in `self.group`).
