@@ -540,6 +540,7 @@ fn worker(
 ) {
     let mut lines = LineParser::new(job.format == Format::NQuads, job.salt.clone());
     let mut turtle = turtle::TurtleParser::new(job.salt.clone());
+    let mut iris = ntriples::IriCache::new();
     loop {
         let chunk = {
             let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -568,7 +569,7 @@ fn worker(
                 result
             }
             Chunk::Elements { header, bytes } => {
-                let result = parse_elements(job, encoder, &header, &bytes, tx);
+                let result = parse_elements(job, encoder, &mut iris, &header, &bytes, tx);
                 let _ = recycle.try_send(bytes);
                 result
             }
@@ -827,6 +828,7 @@ fn parse_statements(
 fn parse_elements(
     job: &Job<'_>,
     encoder: &mut BulkEncoder,
+    iris: &mut ntriples::IriCache,
     header: &(String, String),
     bytes: &[u8],
     tx: &SyncSender<Message>,
@@ -837,6 +839,9 @@ fn parse_elements(
     text.extend_from_slice(bytes);
     text.extend_from_slice(header.1.as_bytes());
     let mut parser = oxrdfxml::RdfXmlParser::new();
+    if xmlsplit::lenient_is_exact(&text, iris) {
+        parser = parser.lenient();
+    }
     if let Some(b) = base_iri(job.input, job.options) {
         parser = parser
             .with_base_iri(b)
