@@ -744,6 +744,28 @@ fn parse_lines(
     Ok(enc)
 }
 
+/// Files named `*.{ext}` under `shared/rdf-tests/{dir}`, for tests that hold the fast paths to the reference
+/// parsers on the W3C suites.
+#[cfg(test)]
+pub(crate) fn w3c_files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/rdf-tests")
+        .join(dir);
+    let mut stack = vec![root];
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("rdf-tests").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 /// Turtle chunks in the fast subset ([`turtle`]); `None` when the chunk must go to `oxttl`.
 fn fast_statements(
     job: &Job<'_>,
