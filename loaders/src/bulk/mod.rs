@@ -225,7 +225,7 @@ fn run_input(
 ) -> Result<(), Retry> {
     let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
     let (out_tx, out_rx) = sync_channel::<Message>(threads * 2);
-    // Chunk buffers come back for reuse: fresh 8 MiB buffers cost page faults and zeroing every time.
+    // Chunk buffers come back for reuse: fresh buffers cost page faults and zeroing every time.
     let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(threads * 2 + 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
     std::thread::scope(|scope| {
@@ -485,7 +485,7 @@ fn read_chunks(
 }
 
 /// Splits `buf` at `end`: returns the first part and leaves the rest in `buf`, a buffer that came back from
-/// the workers when there is one (fresh 8 MiB buffers cost page faults and zeroing for every chunk).
+/// the workers when there is one (a fresh buffer costs page faults and zeroing for every chunk).
 fn cut_chunk(buf: &mut Vec<u8>, end: usize, recycled: &Receiver<Vec<u8>>) -> Vec<u8> {
     let mut rest = recycled
         .try_recv()

@@ -291,7 +291,7 @@ impl<'a> BulkLoad<'a> {
         .filter(|(_, default_index, _)| default_index.is_some() || self.has_named)
         .collect();
         // The dictionary's two SST files are written by two tasks of the pool below, in parallel with the
-        // index passes, and ingested after it in a fixed order (see `ingest_dictionary`).
+        // index passes, and ingested after the pool, `id2term` first (see there).
         let id2term_file = std::sync::Mutex::new(None);
         let term2id_file = std::sync::Mutex::new(None);
         let dictionary_seconds = std::sync::Mutex::new([0.0; 2]);
@@ -327,7 +327,7 @@ impl<'a> BulkLoad<'a> {
         // passes take turns on the single in-memory copy (sorting it in place on two threads) while the
         // other thread writes the dictionary; spilled runs are merged two orders at a time.
         // Packed rank keys (8 bytes a quad) replace the quads when they fit: passes then always run two at
-        // a time, each radix-sorting its own copy of the keys.
+        // a time, each sorting its own copy of the keys.
         let pack_started = Instant::now();
         let (packed, in_memory) = match in_memory {
             Some(quads) => match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed)) {
