@@ -413,7 +413,8 @@ impl<'a> Cursor<'a> {
         self.i = j + 1;
         let iri = &self.s[start..j];
         // Absolute IRI: scheme ":" (relative IRIs are an error in N-Triples; leave them to oxttl).
-        let colon = iri.find(':')?;
+        // A byte loop: the scheme is a few bytes long, too short for memchr's setup to pay off.
+        let colon = iri.bytes().position(|b| b == b':')?;
         let scheme = &iri.as_bytes()[..colon];
         if scheme.is_empty()
             || !scheme[0].is_ascii_alphabetic()

@@ -115,6 +115,8 @@ pub struct BulkEncoder {
     /// Indexes into `distinct`, by hash, for in-chunk deduplication.
     chunk_table: HashTable<u32>,
     slots: Vec<Slot>,
+    /// Indexes into `distinct` per shard of the shared dictionary, during `resolve`.
+    by_shard: Vec<Vec<u32>>,
     buf: Vec<u8>,
     /// Encoded bytes and slot of the previous quad's terms, per position.
     previous: [(Vec<u8>, Option<Slot>); 4],
@@ -129,6 +131,7 @@ impl BulkEncoder {
             distinct: Vec::new(),
             chunk_table: HashTable::new(),
             slots: Vec::new(),
+            by_shard: Vec::new(),
             buf: Vec::new(),
             previous: Default::default(),
         }
@@ -263,7 +266,10 @@ impl BulkEncoder {
         let n = self.distinct.len();
         let mut ids = vec![TermId::DEFAULT_GRAPH; n];
         let mut resolved = vec![false; n];
-        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); SHARDS];
+        // Reused across flushes (64 vectors allocated and grown per flush showed in profiles).
+        let mut by_shard = std::mem::take(&mut self.by_shard);
+        by_shard.resize_with(SHARDS, Vec::new);
+        by_shard.iter_mut().for_each(Vec::clear);
         for (i, d) in self.distinct.iter().enumerate() {
             by_shard[SharedDict::shard_of(d.hash)].push(i as u32);
         }
@@ -343,6 +349,7 @@ impl BulkEncoder {
                 );
             }
         }
+        self.by_shard = by_shard;
         Ok(ids)
     }
 }
