@@ -127,7 +127,8 @@ impl TurtleParser {
             self.arena.push_str(iri.as_str());
             *slot = Text::arena(at, self.arena.len());
         }
-        let ok = self.statements(chunk, false).is_some();
+        // Arena offsets must stay below the `ARENA` flag bit (a chunk of gigabyte literals goes to oxttl).
+        let ok = self.statements(chunk, false).is_some() && self.arena.len() < ARENA as usize;
         if !ok {
             self.triples.clear();
         }
