@@ -159,11 +159,7 @@ impl LineParser {
 
     /// Parses one line (without its line terminator).
     pub fn parse<'a>(&'a mut self, line: &'a str) -> Line<'a> {
-        let mut c = Cursor {
-            b: line.as_bytes(),
-            i: 0,
-            s: line,
-        };
+        let mut c = Cursor::new(line);
         c.ws();
         if c.eof() || c.peek() == Some(b'#') {
             return Line::Empty;

@@ -41,6 +41,18 @@ impl Text {
     }
 }
 
+impl Text {
+    /// The text this span denotes, in `chunk` or in `arena`.
+    fn resolve<'a>(self, chunk: &'a str, arena: &'a str) -> &'a str {
+        let range = (self.start & !ARENA) as usize..self.end as usize;
+        if self.start & ARENA != 0 {
+            &arena[range]
+        } else {
+            &chunk[range]
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Term {
     Iri(Text),
@@ -64,13 +76,14 @@ pub(crate) struct TurtleParser {
     salt: String,
     /// Prefixes declared by the header the last chunk came with, and the header's text.
     header: Option<(String, FastMap<String, Prefix>)>,
-    /// Prefixes in scope (the header's, then the chunk's own directives).
+    /// Prefixes declared by the chunk itself (looked up before the header's).
     prefixes: FastMap<String, Prefix>,
     arena: String,
     /// Where the IRIs `a`, `true`/`false`, integers and decimals need are, at the start of the arena.
     statics: [Text; 4],
     literal: String,
-    triples: Vec<[Term; 3]>,
+    /// Subject, predicate IRI, object.
+    triples: Vec<(Term, Text, Term)>,
     iris: IriCache,
 }
 
@@ -106,18 +119,6 @@ impl TurtleParser {
             self.header = Some((header.to_owned(), std::mem::take(&mut self.prefixes)));
         }
         self.prefixes.clear();
-        if let Some((_, declared)) = &self.header {
-            for (name, p) in declared {
-                self.prefixes.insert(
-                    name.clone(),
-                    Prefix {
-                        iri: p.iri.clone(),
-                        appendable: p.appendable,
-                    },
-                );
-            }
-        }
-        self.arena.clear();
         for (slot, iri) in
             self.statics
                 .iter_mut()
@@ -142,14 +143,7 @@ impl TurtleParser {
 
     /// The `i`-th triple of the last chunk (which must be passed again).
     pub(crate) fn triple<'a>(&'a self, chunk: &'a str, i: usize) -> TripleRef<'a> {
-        let text = |t: Text| -> &'a str {
-            let range = (t.start & !ARENA) as usize..t.end as usize;
-            if t.start & ARENA != 0 {
-                &self.arena[range]
-            } else {
-                &chunk[range]
-            }
-        };
+        let text = |t: Text| t.resolve(chunk, &self.arena);
         let term = |t: Term| -> TermRef<'a> {
             match t {
                 Term::Iri(i) => NamedNodeRef::new_unchecked(text(i)).into(),
@@ -164,18 +158,14 @@ impl TurtleParser {
                 }
             }
         };
-        let [s, p, o] = self.triples[i];
+        let (s, p, o) = self.triples[i];
         let subject: NamedOrBlankNodeRef<'a> = match term(s) {
             TermRef::NamedNode(n) => n.into(),
             TermRef::BlankNode(b) => b.into(),
             // Subjects are only ever parsed as IRIs or blank nodes.
             TermRef::Literal(_) => NamedNodeRef::new_unchecked("").into(),
         };
-        let predicate = match term(p) {
-            TermRef::NamedNode(n) => n,
-            _ => NamedNodeRef::new_unchecked(""),
-        };
-        TripleRef::new(subject, predicate, term(o))
+        TripleRef::new(subject, NamedNodeRef::new_unchecked(text(p)), term(o))
     }
 
     /// Parses directives and (unless `header`) triples up to the end of `text`.
@@ -238,9 +228,9 @@ impl TurtleParser {
     /// `subject predicateObjectList '.'`
     fn statement(&mut self, c: &mut Cursor<'_>) -> Option<()> {
         let subject = match c.peek()? {
-            b'<' => self.iri(c)?,
+            b'<' => Term::Iri(self.iri(c)?),
             b'_' => self.blank(c)?,
-            _ => self.prefixed_name(c)?,
+            _ => Term::Iri(self.prefixed_name(c)?),
         };
         loop {
             skip_ws(c);
@@ -250,7 +240,7 @@ impl TurtleParser {
                     .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             {
                 c.i += 1;
-                Term::Iri(self.statics[0])
+                self.statics[0]
             } else if c.peek()? == b'<' {
                 self.iri(c)?
             } else {
@@ -259,7 +249,7 @@ impl TurtleParser {
             loop {
                 skip_ws(c);
                 let object = self.object(c)?;
-                self.triples.push([subject, predicate, object]);
+                self.triples.push((subject, predicate, object));
                 skip_ws(c);
                 if c.peek()? != b',' {
                     break;
@@ -288,7 +278,7 @@ impl TurtleParser {
 
     fn object(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
         match c.peek()? {
-            b'<' => self.iri(c),
+            b'<' => self.iri(c).map(Term::Iri),
             b'_' => self.blank(c),
             b'"' => self.literal(c),
             b'0'..=b'9' | b'+' | b'-' | b'.' => number(c, [self.statics[2], self.statics[3]]),
@@ -307,19 +297,20 @@ impl TurtleParser {
                         return Some(Term::Typed(Text::chunk(start, c.i), self.statics[1]));
                     }
                 }
-                self.prefixed_name(c)
+                self.prefixed_name(c).map(Term::Iri)
             }
-            _ => self.prefixed_name(c),
+            _ => self.prefixed_name(c).map(Term::Iri),
         }
     }
 
-    fn iri(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+    /// `<...>`: an absolute IRI.
+    fn iri(&mut self, c: &mut Cursor<'_>) -> Option<Text> {
         let start = c.i + 1;
         let iri = c.iri()?;
         if !self.iris.check(iri) {
             return None;
         }
-        Some(Term::Iri(Text::chunk(start, start + iri.len())))
+        Some(Text::chunk(start, start + iri.len()))
     }
 
     fn blank(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
@@ -331,7 +322,7 @@ impl TurtleParser {
     }
 
     /// `pfx:local` with ASCII names and no escapes.
-    fn prefixed_name(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
+    fn prefixed_name(&mut self, c: &mut Cursor<'_>) -> Option<Text> {
         let start = c.i;
         let end = prefix_name_end(c.b, start)?;
         if c.b.get(end) != Some(&b':') {
@@ -358,7 +349,11 @@ impl TurtleParser {
         {
             return None;
         }
-        let prefix = self.prefixes.get(&c.s[start..end])?;
+        let name = &c.s[start..end];
+        let prefix = self
+            .prefixes
+            .get(name)
+            .or_else(|| self.header.as_ref().and_then(|(_, h)| h.get(name)))?;
         let local = &c.s[local_start..j];
         c.i = j;
         let at = self.arena.len();
@@ -367,7 +362,7 @@ impl TurtleParser {
         if !prefix.appendable && !self.iris.check(&self.arena[at..]) {
             return None;
         }
-        Some(Term::Iri(Text::arena(at, self.arena.len())))
+        Some(Text::arena(at, self.arena.len()))
     }
 
     fn literal(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
@@ -401,20 +396,11 @@ impl TurtleParser {
                     return None;
                 }
                 c.i += 2;
-                let datatype = match c.peek()? {
+                let d = match c.peek()? {
                     b'<' => self.iri(c)?,
                     _ => self.prefixed_name(c)?,
                 };
-                let Term::Iri(d) = datatype else {
-                    return None;
-                };
-                let range = (d.start & !ARENA) as usize..d.end as usize;
-                let iri = if d.start & ARENA != 0 {
-                    &self.arena[range]
-                } else {
-                    &c.s[range]
-                };
-                if iri == rdf::LANG_STRING.as_str() {
+                if d.resolve(c.s, &self.arena) == rdf::LANG_STRING.as_str() {
                     return None; // an error oxttl reports
                 }
                 Some(Term::Typed(value, d))

@@ -292,17 +292,13 @@ impl<'a> BulkLoad<'a> {
         .collect();
         // The dictionary's two SST files are written by two tasks of the pool below, in parallel with the
         // index passes, and ingested after the pool, `id2term` first (see there).
-        let id2term_file = std::sync::Mutex::new(None);
-        let term2id_file = std::sync::Mutex::new(None);
-        let dictionary_seconds = std::sync::Mutex::new([0.0; 2]);
-        let timed = |task: &dyn Fn() -> Result<Option<PathBuf>>,
-                     slot: &std::sync::Mutex<Option<PathBuf>>,
-                     which: usize|
-         -> Result<()> {
+        // Per dictionary column family, in ingestion order: its SST file (none if empty) and seconds taken.
+        const DICTIONARY: [&str; 2] = [keys::CF_ID2TERM, keys::CF_TERM2ID];
+        let dictionary: [std::sync::Mutex<(Option<PathBuf>, f64)>; 2] = Default::default();
+        let timed = |which: usize, task: &dyn Fn() -> Result<Option<PathBuf>>| -> Result<()> {
             let started = Instant::now();
             let path = task()?;
-            *crate::store::lock(slot) = path;
-            crate::store::lock(&dictionary_seconds)[which] = started.elapsed().as_secs_f64();
+            *crate::store::lock(&dictionary[which]) = (path, started.elapsed().as_secs_f64());
             Ok(())
         };
         let write_id2term = || {
@@ -364,13 +360,13 @@ impl<'a> BulkLoad<'a> {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             // Longest first: term2id (a sort of byte strings), the passes, id2term.
                             if i == 0 {
-                                timed(&write_term2id, &term2id_file, 1)?;
+                                timed(1, &write_term2id)?;
                                 continue;
                             }
                             let Some(&(order, default_index, named_index)) = orders.get(i - 1)
                             else {
                                 if i == orders.len() + 1 {
-                                    timed(&write_id2term, &id2term_file, 0)?;
+                                    timed(0, &write_id2term)?;
                                     continue;
                                 }
                                 return Ok(done);
@@ -428,9 +424,9 @@ impl<'a> BulkLoad<'a> {
                 })
                 .collect()
         });
-        let [id2term_seconds, term2id_seconds] = *crate::store::lock(&dictionary_seconds);
-        summary.phases.push(("id2term", id2term_seconds));
-        summary.phases.push(("term2id", term2id_seconds));
+        for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
+            summary.phases.push((cf, crate::store::lock(slot).1));
+        }
         let mut stats = PassStats::default();
         for result in results {
             for (order, pass, count, seconds) in result? {
@@ -442,11 +438,8 @@ impl<'a> BulkLoad<'a> {
             }
         }
         // id2term before term2id: a rollback finds every new term2id key through id2term.
-        for (cf, file) in [
-            (keys::CF_ID2TERM, id2term_file),
-            (keys::CF_TERM2ID, term2id_file),
-        ] {
-            if let Some(path) = crate::store::lock(&file).take() {
+        for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
+            if let Some(path) = crate::store::lock(slot).0.take() {
                 ingest(inner, cf, &path)?;
             }
         }
@@ -579,7 +572,8 @@ impl PassWriters {
 /// A finished pass: its order, statistics, quads visited and seconds.
 type PassResult = (Order, PassStats, u64, f64);
 
-/// Bitmaps and counters computed by one pass (SPO: subjects and quad counts; POS: objects and pairs).
+/// Bitmaps and counters computed by one pass (SPO: subjects and quads per graph; POS: quads per predicate,
+/// objects and pairs).
 #[derive(Default)]
 struct PassStats {
     graph_quads: FastMap<TermId, i64>,
