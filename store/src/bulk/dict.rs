@@ -22,29 +22,96 @@ use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
 const SHARDS: usize = 64;
 /// Worker-local cache entries before it is cleared.
 const LOCAL_CACHE_MAX: usize = 1 << 17;
+/// Size of the pages that hold a shard's term bytes. Pages never move, so growing a shard copies nothing.
+const PAGE: usize = 1 << 16;
 
+/// A term of the shared dictionary. Its bytes live in the shard's pages: a `Box<[u8]>` per term cost an
+/// allocation per distinct term, and fresh allocator pages (zeroed by the kernel) were up to a sixth of a
+/// Turtle load's CPU.
 struct Entry {
-    bytes: Box<[u8]>,
-    id: TermId,
     /// Kept so that growing a shard does not re-read and re-hash every term (that was 3% of a load).
     hash: u64,
+    id: TermId,
+    page: u32,
+    start: u32,
+    len: u32,
     /// Allocated by this load (so it needs a dictionary entry).
     new: bool,
 }
 
+/// Byte pages of one shard; a term never straddles two pages.
+#[derive(Default)]
+struct Pages(Vec<Vec<u8>>);
+
+impl Pages {
+    fn get(&self, page: u32, start: u32, len: u32) -> &[u8] {
+        &self.0[page as usize][start as usize..start as usize + len as usize]
+    }
+
+    /// Stores `bytes`, returning `(page, start)`.
+    fn push(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let fits = self
+            .0
+            .last()
+            .is_some_and(|p| p.capacity() - p.len() >= bytes.len());
+        if !fits {
+            self.0.push(Vec::with_capacity(PAGE.max(bytes.len())));
+        }
+        let page = self.0.len() - 1;
+        let p = &mut self.0[page];
+        let start = p.len();
+        p.extend_from_slice(bytes);
+        (page as u32, start as u32)
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    table: HashTable<Entry>,
+    pages: Pages,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, bytes: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |e| {
+            e.hash == hash && self.pages.get(e.page, e.start, e.len) == bytes
+        })
+    }
+}
+
 /// Every term seen by a bulk load, sharded by hash.
 pub(crate) struct SharedDict {
-    shards: Vec<Mutex<HashTable<Entry>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: FixedState,
     inner: Arc<Inner>,
     /// Whether the store had no dictionary entry when the load started (no `term2id` reads needed).
     empty_base: bool,
 }
 
+/// The terms a load added to the dictionary, in id order.
+pub(crate) struct NewTerms {
+    pages: Vec<Pages>,
+    /// `(id, shard, page, start, len)` of each term.
+    terms: Vec<(TermId, u32, u32, u32, u32)>,
+}
+
+impl NewTerms {
+    pub(crate) fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// `(id, encoded term)` in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TermId, &[u8])> + '_ {
+        self.terms.iter().map(|&(id, shard, page, start, len)| {
+            (id, self.pages[shard as usize].get(page, start, len))
+        })
+    }
+}
+
 impl SharedDict {
     pub(crate) fn new(inner: Arc<Inner>, empty_base: bool) -> Self {
         SharedDict {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: FixedState::with_seed(0x7465726e),
             inner,
             empty_base,
@@ -63,29 +130,38 @@ impl SharedDict {
     pub(crate) fn lookup(&self, bytes: &[u8]) -> Option<TermId> {
         let hash = self.hash(bytes);
         lock(&self.shards[Self::shard_of(hash)])
-            .find(hash, |e| *e.bytes == *bytes)
+            .find(hash, bytes)
             .map(|e| e.id)
     }
 
-    /// Terms this load added to the dictionary, as `(id, encoded term)`.
-    pub(crate) fn take_new_terms(&self) -> Vec<(TermId, Box<[u8]>)> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let mut table = lock(shard);
-            for e in std::mem::take(&mut *table) {
-                if e.new {
-                    out.push((e.id, e.bytes));
-                }
-            }
+    /// Takes the terms this load added to the dictionary, leaving the shared dictionary empty.
+    pub(crate) fn take_new_terms(&self) -> NewTerms {
+        let mut terms = Vec::new();
+        let mut pages = Vec::with_capacity(SHARDS);
+        for (i, shard) in self.shards.iter().enumerate() {
+            let shard = std::mem::take(&mut *lock(shard));
+            terms.extend(
+                shard
+                    .table
+                    .iter()
+                    .filter(|e| e.new)
+                    .map(|e| (e.id, i as u32, e.page, e.start, e.len)),
+            );
+            pages.push(shard.pages);
         }
-        out
+        terms.sort_unstable_by_key(|t| t.0);
+        NewTerms { pages, terms }
     }
 
     /// Approximate heap bytes held.
     pub(crate) fn approx_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| lock(s).iter().map(|e| e.bytes.len() + 48).sum::<usize>())
+            .map(|s| {
+                let s = lock(s);
+                s.pages.0.iter().map(Vec::capacity).sum::<usize>()
+                    + s.table.capacity() * std::mem::size_of::<Entry>()
+            })
             .sum()
     }
 }
@@ -109,7 +185,9 @@ struct Distinct {
 /// A worker's encoder. See the module documentation.
 pub struct BulkEncoder {
     dict: Arc<SharedDict>,
-    local: HashTable<(Box<[u8]>, TermId)>,
+    /// Worker-local cache: `(hash, start, len, id)` with the bytes in `local_bytes`.
+    local: HashTable<(u64, u32, u32, TermId)>,
+    local_bytes: Vec<u8>,
     arena: Vec<u8>,
     distinct: Vec<Distinct>,
     /// Indexes into `distinct`, by hash, for in-chunk deduplication.
@@ -117,6 +195,11 @@ pub struct BulkEncoder {
     slots: Vec<Slot>,
     /// Indexes into `distinct` per shard of the shared dictionary, during `resolve`.
     by_shard: Vec<Vec<u32>>,
+    /// Per distinct term during `resolve` (reused across flushes): its id, whether the shared dictionary
+    /// had it, and its id in `term2id` if the store had it.
+    ids: Vec<TermId>,
+    resolved: Vec<bool>,
+    stored: Vec<Option<TermId>>,
     buf: Vec<u8>,
     /// Encoded bytes and slot of the previous quad's terms, per position.
     previous: [(Vec<u8>, Option<Slot>); 4],
@@ -127,11 +210,15 @@ impl BulkEncoder {
         BulkEncoder {
             dict,
             local: HashTable::new(),
+            local_bytes: Vec::new(),
             arena: Vec::with_capacity(1 << 20),
             distinct: Vec::new(),
             chunk_table: HashTable::new(),
             slots: Vec::new(),
             by_shard: Vec::new(),
+            ids: Vec::new(),
+            resolved: Vec::new(),
+            stored: Vec::new(),
             buf: Vec::new(),
             previous: Default::default(),
         }
@@ -180,7 +267,11 @@ impl BulkEncoder {
             }
         }
         let hash = self.dict.hash(&self.buf);
-        let slot = if let Some((_, id)) = self.local.find(hash, |(b, _)| **b == *self.buf) {
+        let local_bytes = &self.local_bytes;
+        let buf = &self.buf;
+        let slot = if let Some((.., id)) = self.local.find(hash, |&(h, start, len, _)| {
+            h == hash && local_bytes[start as usize..(start + len) as usize] == **buf
+        }) {
             Slot::Known(*id)
         } else {
             let arena = &self.arena;
@@ -221,7 +312,8 @@ impl BulkEncoder {
 
     /// Resolves the chunk's terms and appends its id quads to `out`.
     pub fn flush(&mut self, out: &mut Vec<IdQuad>) -> Result<()> {
-        let ids = self.resolve()?;
+        self.resolve()?;
+        let ids = &self.ids;
         let id_of = |s: Slot| match s {
             Slot::Known(id) => id,
             Slot::Pending(i) => ids[i as usize],
@@ -240,15 +332,17 @@ impl BulkEncoder {
         // per term and made the encode stage ~12% slower (criterion `encode/one-worker`, LUBM-1: 132 -> 116 ms).
         if self.local.len() + self.distinct.len() > LOCAL_CACHE_MAX {
             self.local.clear();
+            self.local_bytes.clear();
         }
-        for (d, &id) in self.distinct.iter().zip(&ids) {
+        for (d, &id) in self.distinct.iter().zip(ids) {
             if !d.repeated {
                 continue;
             }
-            let bytes: Box<[u8]> = self.arena[d.start as usize..d.end as usize].into();
-            self.local.insert_unique(d.hash, (bytes, id), |(b, _)| {
-                self.dict.hasher.hash_one(&**b)
-            });
+            let start = self.local_bytes.len() as u32;
+            self.local_bytes
+                .extend_from_slice(&self.arena[d.start as usize..d.end as usize]);
+            self.local
+                .insert_unique(d.hash, (d.hash, start, d.end - d.start, id), |&(h, ..)| h);
         }
         self.slots.clear();
         self.arena.clear();
@@ -261,13 +355,17 @@ impl BulkEncoder {
         Ok(())
     }
 
-    /// Ids of the chunk's distinct unknown terms: shared dictionary, then `term2id`, then new ids.
-    fn resolve(&mut self) -> Result<Vec<TermId>> {
+    /// Fills `self.ids` with the ids of the chunk's distinct unknown terms: shared dictionary, then
+    /// `term2id`, then new ids.
+    fn resolve(&mut self) -> Result<()> {
         let n = self.distinct.len();
-        let mut ids = vec![TermId::DEFAULT_GRAPH; n];
-        let mut resolved = vec![false; n];
+        let (ids, resolved, stored) = (&mut self.ids, &mut self.resolved, &mut self.stored);
+        ids.clear();
+        ids.resize(n, TermId::DEFAULT_GRAPH);
+        resolved.clear();
+        resolved.resize(n, false);
         // Reused across flushes (64 vectors allocated and grown per flush showed in profiles).
-        let mut by_shard = std::mem::take(&mut self.by_shard);
+        let by_shard = &mut self.by_shard;
         by_shard.resize_with(SHARDS, Vec::new);
         by_shard.iter_mut().for_each(Vec::clear);
         for (i, d) in self.distinct.iter().enumerate() {
@@ -278,17 +376,18 @@ impl BulkEncoder {
             if members.is_empty() {
                 continue;
             }
-            let table = lock(&self.dict.shards[shard]);
+            let shard = lock(&self.dict.shards[shard]);
             for &i in members {
                 let d = &self.distinct[i as usize];
-                if let Some(e) = table.find(d.hash, |e| *e.bytes == *bytes_of(d)) {
+                if let Some(e) = shard.find(d.hash, bytes_of(d)) {
                     ids[i as usize] = e.id;
                     resolved[i as usize] = true;
                 }
             }
         }
         // Terms the store may already know.
-        let mut stored: Vec<Option<TermId>> = vec![None; n];
+        stored.clear();
+        stored.resize(n, None);
         if !self.dict.empty_base {
             let misses: Vec<usize> = (0..n).filter(|&i| !resolved[i]).collect();
             let keys: Vec<&[u8]> = misses
@@ -313,7 +412,8 @@ impl BulkEncoder {
             if members.iter().all(|&i| resolved[i as usize]) {
                 continue;
             }
-            let mut table = lock(&self.dict.shards[shard]);
+            let mut shard = lock(&self.dict.shards[shard]);
+            let shard = &mut *shard;
             for &i in members {
                 let i = i as usize;
                 if resolved[i] {
@@ -322,7 +422,7 @@ impl BulkEncoder {
                 let d = &self.distinct[i];
                 let bytes = bytes_of(d);
                 // Another worker may have added it since the first pass.
-                if let Some(e) = table.find(d.hash, |e| *e.bytes == *bytes) {
+                if let Some(e) = shard.find(d.hash, bytes) {
                     ids[i] = e.id;
                     continue;
                 }
@@ -337,19 +437,21 @@ impl BulkEncoder {
                     }
                 };
                 ids[i] = id;
-                table.insert_unique(
+                let (page, start) = shard.pages.push(bytes);
+                shard.table.insert_unique(
                     d.hash,
                     Entry {
-                        bytes: bytes.into(),
-                        id,
                         hash: d.hash,
+                        id,
+                        page,
+                        start,
+                        len: bytes.len() as u32,
                         new,
                     },
                     |e| e.hash,
                 );
             }
         }
-        self.by_shard = by_shard;
-        Ok(ids)
+        Ok(())
     }
 }

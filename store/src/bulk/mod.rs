@@ -274,9 +274,8 @@ impl<'a> BulkLoad<'a> {
                 None => None,
             },
         };
-        let mut new_terms = self.dict.take_new_terms();
+        let new_terms = self.dict.take_new_terms();
         summary.new_terms = new_terms.len() as u64;
-        new_terms.sort_unstable_by_key(|(id, _)| *id);
         let new_terms = &new_terms;
 
         let orders: Vec<(Order, Option<Index>, Option<Index>)> = [
@@ -305,12 +304,12 @@ impl<'a> BulkLoad<'a> {
             write_sst_file(
                 &self.tmp,
                 keys::CF_ID2TERM,
-                new_terms.iter().map(|(id, b)| (id.to_be_bytes(), &**b)),
+                new_terms.iter().map(|(id, b)| (id.to_be_bytes(), b)),
             )
         };
         let write_term2id = || {
             let mut by_bytes: Vec<(&[u8], TermId)> =
-                new_terms.iter().map(|(id, b)| (&**b, *id)).collect();
+                new_terms.iter().map(|(id, b)| (b, id)).collect();
             by_bytes.sort_unstable_by(|a, b| a.0.cmp(b.0));
             write_sst_file(
                 &self.tmp,
