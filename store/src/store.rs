@@ -31,6 +31,9 @@ const ID_CACHE_SLOTS: usize = 1 << 18;
 /// The id -> term cache: direct-mapped on the id, so a lookup is one memory access and dense ids (a
 /// result column, a scan) land in neighbouring slots. An LRU with the same capacity spends most of a
 /// large result's decoding time on its bookkeeping and scattered list nodes.
+///
+/// The slots (16 MiB) are allocated by the first `put`: a process that only loads or writes never
+/// decodes ids, and filling them cost every `Store::open` ~20 ms of memset and fresh-page zeroing.
 pub(crate) struct IdCache {
     slots: Vec<Option<(TermId, Term)>>,
     mask: usize,
@@ -38,10 +41,9 @@ pub(crate) struct IdCache {
 
 impl IdCache {
     fn new(slots: usize) -> IdCache {
-        let slots = slots.next_power_of_two();
         IdCache {
-            slots: vec![None; slots],
-            mask: slots - 1,
+            slots: Vec::new(),
+            mask: slots.next_power_of_two() - 1,
         }
     }
 
@@ -51,13 +53,16 @@ impl IdCache {
     }
 
     pub(crate) fn get(&self, id: &TermId) -> Option<&Term> {
-        match &self.slots[self.slot(*id)] {
+        match self.slots.get(self.slot(*id))? {
             Some((k, t)) if k == id => Some(t),
             _ => None,
         }
     }
 
     pub(crate) fn put(&mut self, id: TermId, term: Term) {
+        if self.slots.is_empty() {
+            self.slots = vec![None; self.mask + 1];
+        }
         let i = self.slot(id);
         self.slots[i] = Some((id, term));
     }
