@@ -13,6 +13,7 @@
 //! shared map and is the same in every chunk.
 
 pub(crate) mod ntriples;
+mod rdfxml;
 mod split;
 mod turtle;
 mod xmlsplit;
@@ -23,7 +24,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use oxrdf::{BlankNode, GraphName, GraphNameRef, NamedOrBlankNode, Quad, QuadRef, Term};
+use oxrdf::{BlankNode, GraphName, GraphNameRef, NamedOrBlankNode, Quad, QuadRef, Term, TripleRef};
 use oxrdfio::RdfParseError;
 use oxttl::{NQuadsParser, NTriplesParser, TriGParser, TurtleParser};
 use tern_store::{BulkEncoder, BulkOptions, IdQuad, Store};
@@ -540,6 +541,7 @@ fn worker(
 ) {
     let mut lines = LineParser::new(job.format == Format::NQuads, job.salt.clone());
     let mut turtle = turtle::TurtleParser::new(job.salt.clone());
+    let mut rdfxml = rdfxml::RdfXmlParser::new();
     let mut iris = ntriples::IriCache::new();
     loop {
         let chunk = {
@@ -569,7 +571,12 @@ fn worker(
                 result
             }
             Chunk::Elements { header, bytes } => {
-                let result = parse_elements(job, encoder, &mut iris, &header, &bytes, tx);
+                let fast =
+                    fast_elements(job, &mut rdfxml, encoder, &mut iris, &header.0, &bytes, tx);
+                let result = match fast {
+                    Some(result) => result,
+                    None => parse_elements(job, encoder, &mut iris, &header, &bytes, tx),
+                };
                 let _ = recycle.try_send(bytes);
                 result
             }
@@ -782,19 +789,49 @@ fn fast_statements(
     if !parser.parse(header, text) {
         return None;
     }
+    Some(encode_triples(job, encoder, tx, parser.len(), |i| {
+        parser.triple(text, i)
+    }))
+}
+
+/// Encodes the `n` triples a fast parser holds for a chunk.
+fn encode_triples<'a>(
+    job: &Job<'_>,
+    encoder: &mut BulkEncoder,
+    tx: &SyncSender<Message>,
+    n: usize,
+    triple: impl Fn(usize) -> TripleRef<'a>,
+) -> Result<Encoded, Message> {
     let mut enc = Encoded::default();
-    let mut run = |enc: &mut Encoded| -> Result<(), Message> {
-        for i in 0..parser.len() {
-            let q = parser.triple(text, i).in_graph(GraphNameRef::DefaultGraph);
-            encoder.push(with_graph(q, job.options));
-            enc.parsed += 1;
-            flush_if_full(encoder, enc, tx)?;
-        }
-        encoder
-            .flush(&mut enc.quads)
-            .map_err(|e| Message::Failed(e.into()))
-    };
-    Some(run(&mut enc).map(|()| enc))
+    for i in 0..n {
+        let q = triple(i).in_graph(GraphNameRef::DefaultGraph);
+        encoder.push(with_graph(q, job.options));
+        enc.parsed += 1;
+        flush_if_full(encoder, &mut enc, tx)?;
+    }
+    encoder
+        .flush(&mut enc.quads)
+        .map_err(|e| Message::Failed(e.into()))?;
+    Ok(enc)
+}
+
+/// RDF/XML chunks in the fast subset ([`rdfxml`]); `None` when the chunk must go to `oxrdfxml`.
+fn fast_elements(
+    job: &Job<'_>,
+    parser: &mut rdfxml::RdfXmlParser,
+    encoder: &mut BulkEncoder,
+    iris: &mut ntriples::IriCache,
+    header: &str,
+    bytes: &[u8],
+    tx: &SyncSender<Message>,
+) -> Option<Result<Encoded, Message>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !parser.parse(header, text, iris) {
+        return None;
+    }
+    Some(encode_triples(job, encoder, tx, parser.len(), |i| {
+        parser.triple(text, i)
+    }))
 }
 
 fn parse_statements(

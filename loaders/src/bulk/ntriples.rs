@@ -53,7 +53,8 @@ impl IriCache {
     pub(crate) fn check(&mut self, iri: &str) -> bool {
         use std::hash::BuildHasher;
         let slot = &mut self.slots[self.hasher.hash_one(iri) as usize % IRI_CACHE_SLOTS];
-        if slot == iri {
+        // A free slot is empty: without the length test, `<>` would pass as cached.
+        if slot == iri && !iri.is_empty() {
             return true;
         }
         // Most IRIs of real data are plain http(s) IRIs: valid by their shape, without a parse. Before
@@ -587,6 +588,8 @@ mod tests {
             "<http://a/s> <http://a/p> \"\\q\" .",
             "<http://a/s> <http://a/p> \"x\"^^<http://www.w3.org/1999/02/22-rdf-syntax-ns#langString> .",
             "<http://a/s> \"p\" <http://a/o> .",
+            "<> <http://a/p> <http://a/o> .", // empty IRI (a free cache slot is empty too)
+            "<http://a/s> <http://a/p> <> .",
         ] {
             assert!(parse(line).is_none(), "{line}");
         }

@@ -18,22 +18,22 @@ type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>
 /// Where the text of a term is: a range of the chunk, or of the arena when `ARENA` is set in `start`.
 /// Eight bytes, so that a chunk's triples stay small (they are all held until the chunk is parsed).
 #[derive(Clone, Copy)]
-struct Text {
+pub(super) struct Text {
     start: u32,
     end: u32,
 }
 
-const ARENA: u32 = 1 << 31;
+pub(super) const ARENA: u32 = 1 << 31;
 
 impl Text {
-    fn chunk(start: usize, end: usize) -> Text {
+    pub(super) fn chunk(start: usize, end: usize) -> Text {
         Text {
             start: start as u32,
             end: end as u32,
         }
     }
 
-    fn arena(start: usize, end: usize) -> Text {
+    pub(super) fn arena(start: usize, end: usize) -> Text {
         Text {
             start: start as u32 | ARENA,
             end: end as u32,
@@ -43,7 +43,7 @@ impl Text {
 
 impl Text {
     /// The text this span denotes, in `chunk` or in `arena`.
-    fn resolve<'a>(self, chunk: &'a str, arena: &'a str) -> &'a str {
+    pub(super) fn resolve<'a>(self, chunk: &'a str, arena: &'a str) -> &'a str {
         let range = (self.start & !ARENA) as usize..self.end as usize;
         if self.start & ARENA != 0 {
             &arena[range]
@@ -546,6 +546,7 @@ ex:s ex:p p:123 , p:_x , p:a:b , p: .
     fn everything_else_falls_back() {
         for text in [
             "@base <http://example.org/> .\n<a> <b> <c> .",
+            "<> <http://a/p> <http://a/o> .", // the base IRI (a free IRI cache slot is empty too)
             "@prefix ex: <rel/> .\nex:a ex:b ex:c .",
             "<http://a/s> <http://a/p> [ <http://a/q> 1 ] .",
             "<http://a/s> <http://a/p> ( 1 2 ) .",
