@@ -274,7 +274,29 @@ impl<'a> BulkLoad<'a> {
                 None => None,
             },
         };
-        let new_terms = self.dict.take_new_terms();
+        // Collecting the new terms and packing the quads are the only serial steps between parsing and
+        // the passes (~60 ms of LUBM-10 on one core): they run side by side.
+        let pack_started = Instant::now();
+        let dict = &self.dict;
+        let (new_terms, (packed, in_memory)) = std::thread::scope(|scope| {
+            let terms = scope.spawn(|| dict.take_new_terms());
+            let packed = match in_memory {
+                Some(quads) => match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed)) {
+                    Some(p) => (Some(p), None),
+                    None => (None, Some(quads)),
+                },
+                None => (None, None),
+            };
+            let terms = terms
+                .join()
+                .map_err(|_| StoreError::Corrupt("collecting new terms panicked".into()));
+            terms.map(|t| (t, packed))
+        })?;
+        if packed.is_some() {
+            summary
+                .phases
+                .push(("pack", pack_started.elapsed().as_secs_f64()));
+        }
         summary.new_terms = new_terms.len() as u64;
         let new_terms = &new_terms;
 
@@ -323,19 +345,6 @@ impl<'a> BulkLoad<'a> {
         // other thread writes the dictionary; spilled runs are merged two orders at a time.
         // Packed rank keys (8 bytes a quad) replace the quads when they fit: passes then always run two at
         // a time, each sorting its own copy of the keys.
-        let pack_started = Instant::now();
-        let (packed, in_memory) = match in_memory {
-            Some(quads) => match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed)) {
-                Some(p) => (Some(p), None),
-                None => (None, Some(quads)),
-            },
-            None => (None, None),
-        };
-        if packed.is_some() {
-            summary
-                .phases
-                .push(("pack", pack_started.elapsed().as_secs_f64()));
-        }
         let packed = &packed;
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
         let copies = copy_bytes.saturating_mul(3) <= self.max_memory / 2;
