@@ -207,6 +207,15 @@ fn span(chunk: &str, s: &str) -> Text {
 struct Namespaces<'a>(Vec<(&'a str, &'a str)>);
 
 impl<'a> Namespaces<'a> {
+    /// The namespace of an attribute: unprefixed attributes have none (RDF/XML's unqualified `about`,
+    /// `resource`... forms are left to oxrdfxml).
+    fn resolve_attribute(&self, prefix: &str) -> Option<&'a str> {
+        if prefix.is_empty() {
+            return None;
+        }
+        self.resolve(prefix)
+    }
+
     fn resolve(&self, prefix: &str) -> Option<&'a str> {
         if prefix == "xml" || prefix == "xmlns" {
             return None;
@@ -300,8 +309,9 @@ impl RdfXmlParser {
         if let Some(at) = header[..root_at].find("encoding") {
             let rest = header[at + "encoding".len()..].trim_start();
             let value = rest.strip_prefix('=')?.trim_start();
-            let value = value.get(1..)?;
-            if !value.get(..5)?.eq_ignore_ascii_case("utf-8") {
+            let quote = value.chars().next()?;
+            let name = value.get(1..)?.split(quote).next()?;
+            if !name.eq_ignore_ascii_case("utf-8") {
                 return None;
             }
         }
@@ -337,7 +347,7 @@ impl RdfXmlParser {
             ns.declare(&mut attrs, iris)?;
             let [about] = attrs[..] else { return None };
             if about.local != "about"
-                || ns.resolve(about.prefix)? != RDF_NS
+                || ns.resolve_attribute(about.prefix)? != RDF_NS
                 || !iris.check(about.value)
             {
                 return None;
@@ -387,13 +397,17 @@ impl RdfXmlParser {
         let predicate = self.concat(predicate_ns, tag.local, iris)?;
         let (mut resource, mut datatype) = (None, None);
         for a in attrs.iter() {
-            if ns.resolve(a.prefix)? != RDF_NS {
+            if ns.resolve_attribute(a.prefix)? != RDF_NS {
                 return None; // property attributes, xml:lang, xml:base...
             }
-            match a.local {
-                "resource" => resource = Some(a.value),
-                "datatype" => datatype = Some(a.value),
+            // Two prefixes for the RDF namespace could repeat an attribute under another name.
+            let slot = match a.local {
+                "resource" => &mut resource,
+                "datatype" => &mut datatype,
                 _ => return None,
+            };
+            if slot.replace(a.value).is_some() {
+                return None;
             }
         }
         let object = match (tag.empty, resource, datatype) {
@@ -498,6 +512,8 @@ mod tests {
             "<e:C rdf:about=\"http://e/a\"><e:p/></e:C>",
             "<x:C rdf:about=\"http://e/a\"/>",
             "<C rdf:about=\"http://e/a\"/>",
+            "<e:C xmlns=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" about=\"http://e/a\"/>",
+            "<e:C rdf:about=\"http://e/a\"><e:p xmlns:r=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" rdf:resource=\"http://e/b\" r:resource=\"http://e/c\"/></e:C>",
             "text",
         ] {
             assert_eq!(fast(HEADER, chunk), None, "{chunk}");

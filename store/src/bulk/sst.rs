@@ -523,7 +523,7 @@ mod tests {
             let a: Vec<u8> = (0..len_a).map(|_| (next() % 3) as u8).collect();
             let mut b = a.clone();
             b.truncate((next() % 41) as usize);
-            if !b.is_empty() && next() % 2 == 0 {
+            if !b.is_empty() && next().is_multiple_of(2) {
                 let at = (next() as usize) % b.len();
                 b[at] ^= 1 << (next() % 8);
             }
