@@ -316,10 +316,27 @@ impl<'a> BulkLoad<'a> {
         // Per dictionary column family, in ingestion order: its SST file (none if empty) and seconds taken.
         const DICTIONARY: [&str; 2] = [keys::CF_ID2TERM, keys::CF_TERM2ID];
         let dictionary: [std::sync::Mutex<(Option<PathBuf>, f64)>; 2] = Default::default();
-        let timed = |which: usize, task: &dyn Fn() -> Result<Option<PathBuf>>| -> Result<()> {
+        let (to_sync, sync_rx) = std::sync::mpsc::channel::<Option<ToSync>>();
+        let hand_over = |f: ToSync| {
+            to_sync
+                .send(Some(f))
+                .map_err(|_| StoreError::Corrupt("the bulk load's sync thread stopped".into()))
+        };
+        type Written = Result<Option<(PathBuf, std::fs::File)>>;
+        let timed = |which: usize, task: &dyn Fn() -> Written| -> Result<()> {
             let started = Instant::now();
-            let path = task()?;
-            *crate::store::lock(&dictionary[which]) = (path, started.elapsed().as_secs_f64());
+            let written = task()?;
+            let mut slot = crate::store::lock(&dictionary[which]);
+            slot.1 = started.elapsed().as_secs_f64();
+            if let Some((path, file)) = written {
+                slot.0 = Some(path.clone());
+                // Synced by the sync thread, ingested in order after the passes.
+                hand_over(ToSync {
+                    file,
+                    path,
+                    ingest: None,
+                })?;
+            }
             Ok(())
         };
         let write_id2term = || {
@@ -359,79 +376,99 @@ impl<'a> BulkLoad<'a> {
         let started = Instant::now();
         let shared_quads = &shared_quads;
         let owned_quads = &owned_quads;
-        let results: Vec<Result<Vec<PassResult>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|_| {
-                    scope.spawn(|| -> Result<Vec<PassResult>> {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            // Longest first: term2id (a sort of byte strings), the passes, id2term.
-                            if i == 0 {
-                                timed(1, &write_term2id)?;
-                                continue;
-                            }
-                            let Some(&(order, default_index, named_index)) = orders.get(i - 1)
-                            else {
-                                if i == orders.len() + 1 {
-                                    timed(0, &write_id2term)?;
+        let (results, synced): (Vec<Result<Vec<PassResult>>>, Result<()>) =
+            std::thread::scope(|scope| {
+                let syncer = scope.spawn(move || sync_files(inner, &sync_rx));
+                let handles: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| -> Result<Vec<PassResult>> {
+                            let mut done = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                // Longest first: term2id (a sort of byte strings), the passes, id2term.
+                                if i == 0 {
+                                    timed(1, &write_term2id)?;
                                     continue;
                                 }
-                                return Ok(done);
-                            };
-                            let started = Instant::now();
-                            let mut acc = Accumulator::new(inner, base_empty, rdf_type)?;
-                            let mut writers = PassWriters::new(tmp, default_index, named_index);
-                            let mut count = 0u64;
-                            let mut previous = None;
-                            let mut visit = |q: &IdQuad| -> Result<()> {
-                                // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
-                                if previous.replace(*q) == Some(*q) {
-                                    return Ok(());
-                                }
-                                count += 1;
-                                writers.put(q)?;
-                                acc.visit(order, q)
-                            };
-                            if let Some(packed) = packed {
-                                packed.visit_sorted(order, &mut visit)?;
-                            } else if let Some(quads) = shared_quads {
-                                // Parallel passes: each sorts its own copy.
-                                let mut quads = quads.clone();
-                                order.sort(&mut quads);
-                                quads.iter().try_for_each(&mut visit)?;
-                            } else {
-                                // Sort the only copy in place (one pass at a time), or merge spilled runs.
-                                let mut owned = crate::store::lock(owned_quads);
-                                match owned.as_mut() {
-                                    Some(quads) => {
-                                        order.sort_parallel(quads);
-                                        quads.iter().try_for_each(&mut visit)?;
+                                let Some(&(order, default_index, named_index)) = orders.get(i - 1)
+                                else {
+                                    if i == orders.len() + 1 {
+                                        timed(0, &write_id2term)?;
+                                        continue;
                                     }
-                                    None => {
-                                        // Merges read their own copies of the runs: two at once.
-                                        drop(owned);
-                                        merge_runs(runs, order, tmp, &mut visit)?;
+                                    return Ok(done);
+                                };
+                                let started = Instant::now();
+                                let mut acc = Accumulator::new(inner, base_empty, rdf_type)?;
+                                let mut writers = PassWriters::new(tmp, default_index, named_index);
+                                let mut count = 0u64;
+                                let mut previous = None;
+                                let mut visit = |q: &IdQuad| -> Result<()> {
+                                    // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
+                                    if previous.replace(*q) == Some(*q) {
+                                        return Ok(());
+                                    }
+                                    count += 1;
+                                    writers.put(q)?;
+                                    acc.visit(order, q)
+                                };
+                                if let Some(packed) = packed {
+                                    packed.visit_sorted(order, &mut visit)?;
+                                } else if let Some(quads) = shared_quads {
+                                    // Parallel passes: each sorts its own copy.
+                                    let mut quads = quads.clone();
+                                    order.sort(&mut quads);
+                                    quads.iter().try_for_each(&mut visit)?;
+                                } else {
+                                    // Sort the only copy in place (one pass at a time), or merge spilled runs.
+                                    let mut owned = crate::store::lock(owned_quads);
+                                    match owned.as_mut() {
+                                        Some(quads) => {
+                                            order.sort_parallel(quads);
+                                            quads.iter().try_for_each(&mut visit)?;
+                                        }
+                                        None => {
+                                            // Merges read their own copies of the runs: two at once.
+                                            drop(owned);
+                                            merge_runs(runs, order, tmp, &mut visit)?;
+                                        }
                                     }
                                 }
+                                acc.end_pass(order)?;
+                                for (cf, path, file) in writers.finish()? {
+                                    hand_over(ToSync {
+                                        file,
+                                        path,
+                                        ingest: Some(cf),
+                                    })?;
+                                }
+                                done.push((
+                                    order,
+                                    acc.stats,
+                                    count,
+                                    started.elapsed().as_secs_f64(),
+                                ));
                             }
-                            acc.end_pass(order)?;
-                            for (cf, path) in writers.finish()? {
-                                ingest(inner, cf, &path)?;
-                            }
-                            done.push((order, acc.stats, count, started.elapsed().as_secs_f64()));
-                        }
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(StoreError::Corrupt("bulk pass panicked".into())))
-                })
-                .collect()
-        });
+                    .collect();
+                let results = handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Corrupt("bulk pass panicked".into()))
+                        })
+                    })
+                    .collect();
+                // The sync thread may already have stopped on an error, which `join` returns.
+                let _ = to_sync.send(None);
+                let synced = syncer.join().unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt("bulk sync thread panicked".into()))
+                });
+                (results, synced)
+            });
+        // Its error first: a pass that failed to hand a file over only saw the thread stop.
+        synced?;
         for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
             summary.phases.push((cf, crate::store::lock(slot).1));
         }
@@ -505,17 +542,40 @@ impl Order {
 }
 
 /// Writes sorted entries to one SST file, returning its path (none if there are no entries).
+/// Writes an SST file (unsynced) of sorted entries; `None` when there is none.
 fn write_sst_file<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     tmp: &Path,
     cf: &str,
     entries: impl Iterator<Item = (K, V)>,
-) -> Result<Option<PathBuf>> {
+) -> Result<Option<(PathBuf, std::fs::File)>> {
     let path = tmp.join(format!("{cf}.sst"));
     let mut writer = SstWriter::create(&path, true)?;
     for (k, v) in entries {
         writer.put(k.as_ref(), v.as_ref())?;
     }
-    Ok((writer.finish()? > 0).then_some(path))
+    let (entries, file) = writer.finish_unsynced()?;
+    Ok((entries > 0).then_some((path, file)))
+}
+
+/// A written SST file for the sync thread: synced, then ingested into `ingest` if given.
+struct ToSync {
+    file: std::fs::File,
+    path: PathBuf,
+    ingest: Option<&'static str>,
+}
+
+/// The sync thread of a bulk load's passes: syncs files (and ingests index files) as the passes hand them
+/// over, until `None`. Waiting for the disk here instead of in the passes keeps both cores on CPU work.
+fn sync_files(inner: &Inner, files: &std::sync::mpsc::Receiver<Option<ToSync>>) -> Result<()> {
+    while let Ok(Some(f)) = files.recv() {
+        f.file.sync_all().map_err(|e| {
+            StoreError::Corrupt(format!("bulk load file {}: {e}", f.path.display()))
+        })?;
+        if let Some(cf) = f.ingest {
+            ingest(inner, cf, &f.path)?;
+        }
+    }
+    Ok(())
 }
 
 fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {
@@ -564,12 +624,14 @@ impl PassWriters {
         Ok(())
     }
 
-    fn finish(self) -> Result<Vec<(&'static str, PathBuf)>> {
+    /// The written (unsynced) files with entries, by column family.
+    fn finish(self) -> Result<Vec<(&'static str, PathBuf, std::fs::File)>> {
         let mut out = Vec::new();
         for (index, path, slot) in self.writers {
             if let Some(w) = slot {
-                if w.finish()? > 0 {
-                    out.push((index.cf_name(), path));
+                let (entries, file) = w.finish_unsynced()?;
+                if entries > 0 {
+                    out.push((index.cf_name(), path, file));
                 }
             }
         }
