@@ -41,8 +41,9 @@ impl BitmapDelta {
 
     /// Serializes a plain set (a delta with no removals).
     pub fn set_to_bytes(set: &RoaringTreemap) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + set.serialized_size());
-        out.extend_from_slice(&(set.serialized_size() as u32).to_be_bytes());
+        let size = set.serialized_size();
+        let mut out = Vec::with_capacity(4 + size);
+        out.extend_from_slice(&(size as u32).to_be_bytes());
         let _ = set.serialize_into(&mut out);
         out
     }
