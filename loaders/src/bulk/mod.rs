@@ -605,17 +605,14 @@ fn worker(
                 result
             }
             Chunk::Quads(quads) => {
-                let mut enc = Encoded {
+                let enc = Encoded {
                     parsed: quads.len() as u64,
                     ..job.batch()
                 };
                 for q in &quads {
                     encoder.push(q.as_ref());
                 }
-                encoder
-                    .flush(&mut enc.quads)
-                    .map(|()| enc)
-                    .map_err(|e| Message::Failed(e.into()))
+                finish_batch(encoder, enc)
             }
         };
         let msg = match result {
@@ -662,6 +659,27 @@ fn salted(q: Quad, salt: &str) -> Quad {
         g => g,
     };
     Quad::new(subject, predicate, object, graph_name)
+}
+
+/// Encodes one parsed quad into the batch, sending the batch on when it is full.
+fn encode_quad(
+    job: &Job<'_>,
+    encoder: &mut BulkEncoder,
+    enc: &mut Encoded,
+    tx: &SyncSender<Message>,
+    quad: QuadRef<'_>,
+) -> Result<(), Message> {
+    encoder.push(with_graph(quad, job.options));
+    enc.parsed += 1;
+    flush_if_full(job, encoder, enc, tx)
+}
+
+/// Encodes the quads still pending at the end of a chunk and returns the batch.
+fn finish_batch(encoder: &mut BulkEncoder, mut enc: Encoded) -> Result<Encoded, Message> {
+    encoder
+        .flush(&mut enc.quads)
+        .map_err(|e| Message::Failed(e.into()))?;
+    Ok(enc)
 }
 
 fn flush_if_full(
@@ -768,10 +786,7 @@ fn parse_lines(
         }
         flush_if_full(job, encoder, &mut enc, tx)?;
     }
-    encoder
-        .flush(&mut enc.quads)
-        .map_err(|e| Message::Failed(e.into()))?;
-    Ok(enc)
+    finish_batch(encoder, enc)
 }
 
 /// Files named `*.{ext}` under `shared/rdf-tests/{dir}`, for tests that hold the fast paths to the reference
@@ -828,14 +843,9 @@ fn encode_triples<'a>(
     let mut enc = job.batch();
     for i in 0..n {
         let q = triple(i).in_graph(GraphNameRef::DefaultGraph);
-        encoder.push(with_graph(q, job.options));
-        enc.parsed += 1;
-        flush_if_full(job, encoder, &mut enc, tx)?;
+        encode_quad(job, encoder, &mut enc, tx, q)?;
     }
-    encoder
-        .flush(&mut enc.quads)
-        .map_err(|e| Message::Failed(e.into()))?;
-    Ok(enc)
+    finish_batch(encoder, enc)
 }
 
 /// RDF/XML chunks in the fast subset ([`rdfxml`]); `None` when the chunk must go to `oxrdfxml`.
@@ -873,9 +883,7 @@ fn parse_statements(
         match item {
             Ok(q) => {
                 let q = salted(q, &job.salt);
-                encoder.push(with_graph(q.as_ref(), job.options));
-                enc.parsed += 1;
-                flush_if_full(job, encoder, &mut enc, tx)
+                encode_quad(job, encoder, &mut enc, tx, q.as_ref())
             }
             Err(_) => Err(Message::ChunkFailed),
         }
@@ -898,10 +906,7 @@ fn parse_statements(
         p.for_slice(&text)
             .try_for_each(|t| handle(t.map(|t| t.in_graph(GraphName::DefaultGraph))))?;
     }
-    encoder
-        .flush(&mut enc.quads)
-        .map_err(|e| Message::Failed(e.into()))?;
-    Ok(enc)
+    finish_batch(encoder, enc)
 }
 
 /// Parses top-level RDF/XML elements wrapped in the document's root tags. Blank node labels
@@ -937,14 +942,9 @@ fn parse_elements(
             t.in_graph(GraphName::DefaultGraph),
             &job.salt,
         ));
-        encoder.push(with_graph(q.as_ref(), job.options));
-        enc.parsed += 1;
-        flush_if_full(job, encoder, &mut enc, tx)?;
+        encode_quad(job, encoder, &mut enc, tx, q.as_ref())?;
     }
-    encoder
-        .flush(&mut enc.quads)
-        .map_err(|e| Message::Failed(e.into()))?;
-    Ok(enc)
+    finish_batch(encoder, enc)
 }
 
 /// Parses a whole input with the sequential reference parser; returns its first syntax error, if any.
