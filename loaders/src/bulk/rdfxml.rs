@@ -17,6 +17,8 @@ use super::ntriples::IriCache;
 use super::turtle::{Text, ARENA};
 
 const RDF_NS: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// `rdf:` names that are syntax, not properties or classes (RDF/XML `coreSyntaxTerms`, `oldTerms`, `li`
 /// and `Description`): elements so named are left to `oxrdfxml`.
@@ -202,6 +204,93 @@ fn span(chunk: &str, s: &str) -> Text {
     Text::chunk(at, at + s.len())
 }
 
+/// Whether a prefix is reserved: XML reserves names that start with `xml` in any case, quick-xml checks the
+/// `xml` and `xmlns` bindings, and oxrdfxml ignores every attribute whose name starts with `xml`.
+fn reserved(prefix: &str) -> bool {
+    prefix
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("xml"))
+}
+
+/// Whether the text before the root element is an optional byte order mark, an optional XML declaration
+/// (`version`, then optionally a UTF-8 `encoding` and `standalone`), white space and comments. Anything
+/// else there (processing instructions, text, a second declaration...) is left to oxrdfxml.
+fn plain_prolog(prolog: &str) -> bool {
+    let prolog = prolog.strip_prefix('\u{feff}').unwrap_or(prolog);
+    let rest = match prolog.strip_prefix("<?xml") {
+        Some(declaration) => {
+            let Some(end) = declaration.find("?>") else {
+                return false;
+            };
+            if !xml_declaration(&declaration[..end]) {
+                return false;
+            }
+            &declaration[end + 2..]
+        }
+        None => prolog,
+    };
+    let mut rest = rest.trim_start_matches([' ', '\t', '\n']);
+    while let Some(comment) = rest.strip_prefix("<!--") {
+        let Some(end) = comment.find("--") else {
+            return false;
+        };
+        // `--` may only close a comment, and a comment cannot end with `-`.
+        if !comment[end..].starts_with("-->") || comment[..end].ends_with('-') {
+            return false;
+        }
+        rest = comment[end + 3..].trim_start_matches([' ', '\t', '\n']);
+    }
+    rest.is_empty()
+}
+
+/// The pseudo-attributes of an XML declaration, in their required order.
+fn xml_declaration(body: &str) -> bool {
+    let mut c = Cursor { s: body, i: 0 };
+    let mut names = ["version", "encoding", "standalone"].into_iter();
+    let mut seen_version = false;
+    loop {
+        let before = c.i;
+        if c.skip_ws().is_none() {
+            return false;
+        }
+        if c.peek().is_none() {
+            return seen_version;
+        }
+        if c.i == before {
+            return false;
+        }
+        let Some(name) = c.ncname() else {
+            return false;
+        };
+        if !names.any(|n| n == name) || (name != "version" && !seen_version) {
+            return false;
+        }
+        let (Some(()), Some(()), Some(())) = (c.skip_ws(), c.eat(b'='), c.skip_ws()) else {
+            return false;
+        };
+        let Some(quote) = c.peek().filter(|q| matches!(q, b'"' | b'\'')) else {
+            return false;
+        };
+        c.i += 1;
+        let Some(len) = memchr::memchr(quote, c.rest()) else {
+            return false;
+        };
+        let value = &c.s[c.i..c.i + len];
+        c.i += len + 1;
+        let valid = match name {
+            "version" => value
+                .strip_prefix("1.")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())),
+            "encoding" => value.eq_ignore_ascii_case("utf-8"),
+            _ => matches!(value, "yes" | "no"),
+        };
+        if !valid {
+            return false;
+        }
+        seen_version = true;
+    }
+}
+
 /// In-scope namespace declarations, innermost last: `(prefix, IRI)`, the default namespace with an
 /// empty prefix.
 struct Namespaces<'a>(Vec<(&'a str, &'a str)>);
@@ -217,7 +306,7 @@ impl<'a> Namespaces<'a> {
     }
 
     fn resolve(&self, prefix: &str) -> Option<&'a str> {
-        if prefix == "xml" || prefix == "xmlns" {
+        if reserved(prefix) {
             return None;
         }
         self.0
@@ -236,8 +325,13 @@ impl<'a> Namespaces<'a> {
                 ("xmlns", p) => p,
                 _ => return true,
             };
-            // Relative or invalid namespace names, and undeclaring one, are left to oxrdfxml.
-            if a.value.is_empty() || !iris.check(a.value) {
+            // Relative or invalid namespace names, undeclaring one, and binding reserved prefixes or
+            // namespaces (which quick-xml refuses) are left to oxrdfxml.
+            if a.value.is_empty()
+                || !iris.check(a.value)
+                || reserved(prefix)
+                || matches!(a.value, XML_NS | XMLNS_NS)
+            {
                 failed = true;
             }
             self.0.push((prefix, a.value));
@@ -304,16 +398,10 @@ impl RdfXmlParser {
     }
 
     fn document(&mut self, header: &str, chunk: &str, iris: &mut IriCache) -> Option<()> {
-        // The prolog may only declare UTF-8 (the chunk is read as UTF-8 text).
+        // The chunk is read as UTF-8 text, so the prolog may only declare UTF-8.
         let root_at = header.rfind('<')?;
-        if let Some(at) = header[..root_at].find("encoding") {
-            let rest = header[at + "encoding".len()..].trim_start();
-            let value = rest.strip_prefix('=')?.trim_start();
-            let quote = value.chars().next()?;
-            let name = value.get(1..)?.split(quote).next()?;
-            if !name.eq_ignore_ascii_case("utf-8") {
-                return None;
-            }
+        if !plain_prolog(&header[..root_at]) {
+            return None;
         }
         let mut ns = Namespaces(Vec::new());
         let mut attrs = Vec::new();
@@ -518,10 +606,43 @@ mod tests {
         ] {
             assert_eq!(fast(HEADER, chunk), None, "{chunk}");
         }
-        assert_eq!(
-            fast("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" xmlns:e=\"http://e/\">", "<e:C rdf:about=\"http://e/a\"/>"),
-            None
-        );
+        // Reserved prefixes and namespaces (review of this stop): `xmlr:about` is ignored by oxrdfxml,
+        // `xmlns:x` bound to the XML namespace is an error for quick-xml.
+        for chunk in [
+            "<e:C xmlns:xmlr=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" xmlr:about=\"http://e/a\"/>",
+            "<e:C rdf:about=\"http://e/a\"><e:p xmlns:XMLr=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" XMLr:resource=\"http://e/b\"/></e:C>",
+            "<e:C rdf:about=\"http://e/a\" xmlns:x=\"http://www.w3.org/XML/1998/namespace\"/>",
+        ] {
+            assert_eq!(fast(HEADER, chunk), None, "{chunk}");
+        }
+        // Prologs other than a UTF-8 declaration and white space.
+        let root = "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" xmlns:e=\"http://e/\">";
+        let chunk = "<e:C rdf:about=\"http://e/a\"/>";
+        for prolog in [
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+            "<?xml version=\"1.0\"?>\njunk\n",
+            "</x>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+            "<!-- encoding=\"utf-8\" --><?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+            "<?xml encoding=\"UTF-8\" version=\"1.0\"?>",
+            "<?xml version=\"1.0\" foo=\"bar\"?>",
+            "<?xml version=\"1.0\"?><!-- a -- b -->",
+            "<?xml version=\"1.0\"?><!-- a --->",
+            "<?xml version=\"1.0\"?><?pi x?>",
+        ] {
+            assert_eq!(fast(&format!("{prolog}{root}"), chunk), None, "{prolog}");
+        }
+        for prolog in [
+            "",
+            "\u{feff}",
+            "<?xml version='1.0' encoding='utf-8' standalone='yes'?>\n\t",
+            "<?xml version=\"1.0\"?>\n<!-- a\n comment -->\n<!---->",
+        ] {
+            assert!(
+                fast(&format!("{prolog}{root}"), chunk).is_some(),
+                "{prolog}"
+            );
+        }
     }
 
     #[test]

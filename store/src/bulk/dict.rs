@@ -22,6 +22,8 @@ use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
 const SHARDS: usize = 64;
 /// Worker-local cache entries before it is cleared.
 const LOCAL_CACHE_MAX: usize = 1 << 17;
+/// Worker-local cache bytes before it is cleared (its offsets are `u32`; long literals could fill it first).
+const LOCAL_BYTES_MAX: usize = 64 << 20;
 /// Size of the pages that hold a shard's term bytes. Pages never move, so growing a shard copies nothing.
 const PAGE: usize = 1 << 16;
 
@@ -330,7 +332,9 @@ impl BulkEncoder {
         // Worker-local cache of the chunk's repeated terms (bounded: cleared when full). Terms seen once
         // (most subjects and literals) would only churn it: caching every distinct term cost an allocation
         // per term and made the encode stage ~12% slower (criterion `encode/one-worker`, LUBM-1: 132 -> 116 ms).
-        if self.local.len() + self.distinct.len() > LOCAL_CACHE_MAX {
+        if self.local.len() + self.distinct.len() > LOCAL_CACHE_MAX
+            || self.local_bytes.len() + self.arena.len() > LOCAL_BYTES_MAX
+        {
             self.local.clear();
             self.local_bytes.clear();
         }
