@@ -198,12 +198,15 @@ fn fields_of(order: Order) -> [usize; 4] {
     }
 }
 
-/// Shift of each field (by field number) when the fields are packed in `layout` order.
+/// Shift of each field (by field number) when the fields are packed in `layout` order. A field of no bits
+/// gets shift 0: its rank and mask are 0, and above 64 bits of other fields its shift would overflow.
 fn shifts(bits: [u32; 4], layout: [usize; 4]) -> [u32; 4] {
     let mut out = [0; 4];
     let mut shift = 0;
     for &f in layout.iter().rev() {
-        out[f] = shift;
+        if bits[f] > 0 {
+            out[f] = shift;
+        }
         shift += bits[f];
     }
     out
@@ -312,6 +315,24 @@ mod tests {
                     "{n} keys of {width} bits"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn fields_of_no_bits_never_shift_by_64() {
+        // A default-graph-only load whose other fields take all 64 bits: the graph field has no bits.
+        let bits = [0, 22, 20, 22];
+        for order in [
+            Order::Gspo,
+            Order::Gpos,
+            Order::Gosp,
+            Order::Spog,
+            Order::Posg,
+            Order::Ospg,
+        ] {
+            let s = shifts(bits, fields_of(order));
+            assert!(s.iter().all(|&x| x < 64), "{order:?}: {s:?}");
+            assert_eq!(s[G], 0);
         }
     }
 
