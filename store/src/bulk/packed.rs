@@ -216,6 +216,15 @@ fn shifts(bits: [u32; 4], layout: [usize; 4]) -> [u32; 4] {
 mod tests {
     use super::*;
 
+    const ORDERS: [Order; 6] = [
+        Order::Gspo,
+        Order::Gpos,
+        Order::Gosp,
+        Order::Spog,
+        Order::Posg,
+        Order::Ospg,
+    ];
+
     fn id(tag: u64, payload: u64) -> TermId {
         TermId((tag << PAYLOAD_BITS) | payload)
     }
@@ -251,14 +260,7 @@ mod tests {
         }
         let packed = Packed::build(&quads, 10).expect("fits");
         assert_eq!(packed.keys.len(), 3000);
-        for order in [
-            Order::Gspo,
-            Order::Gpos,
-            Order::Gosp,
-            Order::Spog,
-            Order::Posg,
-            Order::Ospg,
-        ] {
+        for order in ORDERS {
             let mut expected = quads.clone();
             order.sort(&mut expected);
             expected.dedup();
@@ -322,14 +324,7 @@ mod tests {
     fn fields_of_no_bits_never_shift_by_64() {
         // A default-graph-only load whose other fields take all 64 bits: the graph field has no bits.
         let bits = [0, 22, 20, 22];
-        for order in [
-            Order::Gspo,
-            Order::Gpos,
-            Order::Gosp,
-            Order::Spog,
-            Order::Posg,
-            Order::Ospg,
-        ] {
+        for order in ORDERS {
             let s = shifts(bits, fields_of(order));
             assert!(s.iter().all(|&x| x < 64), "{order:?}: {s:?}");
             assert_eq!(s[G], 0);
