@@ -13,6 +13,7 @@
 //! shared map and is the same in every chunk.
 
 pub(crate) mod ntriples;
+mod parsed;
 mod rdfxml;
 mod split;
 mod turtle;
@@ -24,7 +25,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use oxrdf::{BlankNode, GraphName, GraphNameRef, NamedOrBlankNode, Quad, QuadRef, Term, TripleRef};
+use oxrdf::{BlankNode, GraphName, GraphNameRef, NamedOrBlankNode, Quad, QuadRef, Term};
 use oxrdfio::RdfParseError;
 use oxttl::{NQuadsParser, NTriplesParser, TriGParser, TurtleParser};
 use tern_store::{BulkEncoder, BulkOptions, IdQuad, Store};
@@ -565,7 +566,7 @@ fn worker(
 ) {
     let mut lines = LineParser::new(job.format == Format::NQuads, job.salt.clone());
     let mut turtle = turtle::TurtleParser::new(job.salt.clone());
-    let mut rdfxml = rdfxml::RdfXmlParser::new();
+    let mut rdfxml = rdfxml::RdfXmlParser::default();
     let mut iris = ntriples::IriCache::new();
     loop {
         let chunk = {
@@ -738,10 +739,7 @@ fn parse_lines(
         let line = line.map(|l| l.strip_suffix('\r').unwrap_or(l));
         let fast_result = line.map(|l| fast.parse(l));
         match fast_result {
-            Some(Line::Quad(q)) => {
-                encoder.push(with_graph(q, job.options));
-                enc.parsed += 1;
-            }
+            Some(Line::Quad(q)) => encode_quad(job, encoder, &mut enc, tx, q)?,
             Some(Line::Empty) => {}
             Some(Line::Fallback) | None => {
                 let parsed: Vec<Result<Quad, oxttl::TurtleSyntaxError>> =
@@ -757,8 +755,7 @@ fn parse_lines(
                     match item {
                         Ok(q) => {
                             let q = salted(q, &job.salt);
-                            encoder.push(with_graph(q.as_ref(), job.options));
-                            enc.parsed += 1;
+                            encode_quad(job, encoder, &mut enc, tx, q.as_ref())?;
                         }
                         Err(e) => {
                             let column = e.location().start.column;
@@ -784,7 +781,6 @@ fn parse_lines(
                 }
             }
         }
-        flush_if_full(job, encoder, &mut enc, tx)?;
     }
     finish_batch(encoder, enc)
 }
@@ -827,22 +823,20 @@ fn fast_statements(
     if !parser.parse(header, text) {
         return None;
     }
-    Some(encode_triples(job, encoder, tx, parser.len(), |i| {
-        parser.triple(text, i)
-    }))
+    Some(encode_triples(job, encoder, tx, parser.parsed(), text))
 }
 
-/// Encodes the `n` triples a fast parser holds for a chunk.
-fn encode_triples<'a>(
+/// Encodes the triples a fast parser read from `chunk`.
+fn encode_triples(
     job: &Job<'_>,
     encoder: &mut BulkEncoder,
     tx: &SyncSender<Message>,
-    n: usize,
-    triple: impl Fn(usize) -> TripleRef<'a>,
+    parsed: &parsed::Parsed,
+    chunk: &str,
 ) -> Result<Encoded, Message> {
     let mut enc = job.batch();
-    for i in 0..n {
-        let q = triple(i).in_graph(GraphNameRef::DefaultGraph);
+    for i in 0..parsed.len() {
+        let q = parsed.triple(chunk, i).in_graph(GraphNameRef::DefaultGraph);
         encode_quad(job, encoder, &mut enc, tx, q)?;
     }
     finish_batch(encoder, enc)
@@ -862,9 +856,7 @@ fn fast_elements(
     if !parser.parse(header, text, iris) {
         return None;
     }
-    Some(encode_triples(job, encoder, tx, parser.len(), |i| {
-        parser.triple(text, i)
-    }))
+    Some(encode_triples(job, encoder, tx, parser.parsed(), text))
 }
 
 fn parse_statements(

@@ -11,10 +11,9 @@
 //! the subset, or not well-formed, goes to `oxrdfxml`, which stays the reference for results and errors.
 
 use oxrdf::vocab::rdf;
-use oxrdf::{LiteralRef, NamedNodeRef, TermRef, TripleRef};
 
 use super::ntriples::IriCache;
-use super::turtle::{Text, ARENA};
+use super::parsed::{Parsed, Term, Text};
 
 const RDF_NS: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -37,18 +36,10 @@ const RDF_SYNTAX_NAMES: [&str; 12] = [
     "Description",
 ];
 
-#[derive(Clone, Copy)]
-enum Object {
-    Iri(Text),
-    Simple(Text),
-    /// Value and datatype IRI.
-    Typed(Text, Text),
-}
-
 /// The fast RDF/XML parser of one worker; its buffers are reused from chunk to chunk.
+#[derive(Default)]
 pub(crate) struct RdfXmlParser {
-    arena: String,
-    triples: Vec<(Text, Text, Object)>,
+    out: Parsed,
 }
 
 /// An attribute of a start tag: prefix (empty if none), local name, raw value.
@@ -342,59 +333,29 @@ impl<'a> Namespaces<'a> {
 }
 
 impl RdfXmlParser {
-    pub(crate) fn new() -> Self {
-        RdfXmlParser {
-            arena: String::new(),
-            triples: Vec::new(),
-        }
-    }
-
     /// Parses `chunk` (top-level elements of `rdf:RDF`) with the namespaces declared by the root start
     /// tag that ends `header`. Returns false when the input is outside the subset or not well-formed;
     /// nothing is then retained.
     pub(crate) fn parse(&mut self, header: &str, chunk: &str, iris: &mut IriCache) -> bool {
-        self.arena.clear();
-        self.triples.clear();
-        if chunk.len() >= ARENA as usize {
+        if !self.out.start(chunk) {
             return false;
         }
-        let ok = self.document(header, chunk, iris).is_some() && self.arena.len() < ARENA as usize;
-        if !ok {
-            self.triples.clear();
-        }
-        ok
+        let ok = self.document(header, chunk, iris).is_some();
+        self.out.finish(ok)
     }
 
-    /// Number of triples parsed from the last chunk.
-    pub(crate) fn len(&self) -> usize {
-        self.triples.len()
-    }
-
-    /// The `i`-th triple of the last chunk (which must be passed again).
-    pub(crate) fn triple<'a>(&'a self, chunk: &'a str, i: usize) -> TripleRef<'a> {
-        let text = |t: Text| t.resolve(chunk, &self.arena);
-        let (s, p, o) = self.triples[i];
-        let object: TermRef<'a> = match o {
-            Object::Iri(t) => NamedNodeRef::new_unchecked(text(t)).into(),
-            Object::Simple(v) => LiteralRef::new_simple_literal(text(v)).into(),
-            Object::Typed(v, d) => {
-                LiteralRef::new_typed_literal(text(v), NamedNodeRef::new_unchecked(text(d))).into()
-            }
-        };
-        TripleRef::new(
-            NamedNodeRef::new_unchecked(text(s)),
-            NamedNodeRef::new_unchecked(text(p)),
-            object,
-        )
+    /// The triples of the last chunk parsed.
+    pub(crate) fn parsed(&self) -> &Parsed {
+        &self.out
     }
 
     /// `namespace + local` in the arena, checked as an IRI.
     fn concat(&mut self, namespace: &str, local: &str, iris: &mut IriCache) -> Option<Text> {
-        let at = self.arena.len();
-        self.arena.push_str(namespace);
-        self.arena.push_str(local);
-        iris.check(&self.arena[at..])
-            .then(|| Text::arena(at, self.arena.len()))
+        let at = self.out.arena.len();
+        self.out.arena.push_str(namespace);
+        self.out.arena.push_str(local);
+        iris.check(&self.out.arena[at..])
+            .then(|| Text::arena(at, self.out.arena.len()))
     }
 
     fn document(&mut self, header: &str, chunk: &str, iris: &mut IriCache) -> Option<()> {
@@ -419,9 +380,9 @@ impl RdfXmlParser {
         {
             return None;
         }
-        let type_at = self.arena.len();
-        self.arena.push_str(rdf::TYPE.as_str());
-        let rdf_type = Text::arena(type_at, self.arena.len());
+        let type_at = self.out.arena.len();
+        self.out.arena.push_str(rdf::TYPE.as_str());
+        let rdf_type = Text::arena(type_at, self.out.arena.len());
 
         let mut c = Cursor { s: chunk, i: 0 };
         loop {
@@ -440,7 +401,7 @@ impl RdfXmlParser {
             {
                 return None;
             }
-            let subject = span(chunk, about.value);
+            let subject = Term::Iri(span(chunk, about.value));
             let class_ns = ns.resolve(node.prefix)?;
             if class_ns == RDF_NS {
                 if node.local != "Description" {
@@ -448,7 +409,7 @@ impl RdfXmlParser {
                 }
             } else {
                 let class = self.concat(class_ns, node.local, iris)?;
-                self.triples.push((subject, rdf_type, Object::Iri(class)));
+                self.out.triples.push((subject, rdf_type, Term::Iri(class)));
             }
             if !node.empty {
                 loop {
@@ -469,7 +430,7 @@ impl RdfXmlParser {
         &mut self,
         c: &mut Cursor<'a>,
         chunk: &'a str,
-        subject: Text,
+        subject: Term,
         ns: &mut Namespaces<'a>,
         attrs: &mut Vec<Attribute<'a>>,
         iris: &mut IriCache,
@@ -503,7 +464,7 @@ impl RdfXmlParser {
                 if !iris.check(iri) {
                     return None;
                 }
-                Object::Iri(span(iri))
+                Term::Iri(span(iri))
             }
             (false, None, _) => {
                 let len = memchr::memchr(b'<', c.rest())?;
@@ -523,18 +484,18 @@ impl RdfXmlParser {
                 c.i += len;
                 c.end_tag(tag.name)?;
                 match datatype {
-                    None => Object::Simple(span(value)),
+                    None => Term::Simple(span(value)),
                     Some(d) => {
                         if !iris.check(d) || d == rdf::LANG_STRING.as_str() {
                             return None;
                         }
-                        Object::Typed(span(value), span(d))
+                        Term::Typed(span(value), span(d))
                     }
                 }
             }
             _ => return None, // `<p/>`, `<p rdf:resource=".."></p>`, parse types...
         };
-        self.triples.push((subject, predicate, object));
+        self.out.triples.push((subject, predicate, object));
         ns.0.truncate(scope);
         Some(())
     }
@@ -546,13 +507,13 @@ mod tests {
 
     /// The fast parse of `chunk` under `header`, or `None` when it falls back.
     fn fast(header: &str, chunk: &str) -> Option<Vec<String>> {
-        let mut p = RdfXmlParser::new();
+        let mut p = RdfXmlParser::default();
         let mut iris = IriCache::new();
         if !p.parse(header, chunk, &mut iris) {
             return None;
         }
-        let mut v: Vec<String> = (0..p.len())
-            .map(|i| p.triple(chunk, i).to_string())
+        let mut v: Vec<String> = (0..p.parsed().len())
+            .map(|i| p.parsed().triple(chunk, i).to_string())
             .collect();
         v.sort();
         Some(v)

@@ -9,59 +9,11 @@
 //! for results and error messages: like [`super::ntriples`], this can only be faster, never different.
 
 use oxrdf::vocab::{rdf, xsd};
-use oxrdf::{BlankNodeRef, LiteralRef, NamedNodeRef, NamedOrBlankNodeRef, TermRef, TripleRef};
 
 use super::ntriples::{Cursor, IriCache, LiteralValue};
+use super::parsed::{Parsed, Term, Text};
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
-
-/// Where the text of a term is: a range of the chunk, or of the arena when `ARENA` is set in `start`.
-/// Eight bytes, so that a chunk's triples stay small (they are all held until the chunk is parsed).
-#[derive(Clone, Copy)]
-pub(super) struct Text {
-    start: u32,
-    end: u32,
-}
-
-pub(super) const ARENA: u32 = 1 << 31;
-
-impl Text {
-    pub(super) fn chunk(start: usize, end: usize) -> Text {
-        Text {
-            start: start as u32,
-            end: end as u32,
-        }
-    }
-
-    pub(super) fn arena(start: usize, end: usize) -> Text {
-        Text {
-            start: start as u32 | ARENA,
-            end: end as u32,
-        }
-    }
-}
-
-impl Text {
-    /// The text this span denotes, in `chunk` or in `arena`.
-    pub(super) fn resolve<'a>(self, chunk: &'a str, arena: &'a str) -> &'a str {
-        let range = (self.start & !ARENA) as usize..self.end as usize;
-        if self.start & ARENA != 0 {
-            &arena[range]
-        } else {
-            &chunk[range]
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Term {
-    Iri(Text),
-    /// The salted label.
-    Blank(Text),
-    Simple(Text),
-    Lang(Text, Text),
-    Typed(Text, Text),
-}
 
 /// A declared prefix: its IRI, and whether a simple local name appended to it needs no new validation.
 struct Prefix {
@@ -78,12 +30,11 @@ pub(crate) struct TurtleParser {
     header: Option<(String, FastMap<String, Prefix>)>,
     /// Prefixes declared by the chunk itself (looked up before the header's).
     prefixes: FastMap<String, Prefix>,
-    arena: String,
+    /// The chunk's triples and the arena their terms may point into.
+    out: Parsed,
     /// Where the IRIs `a`, `true`/`false`, integers and decimals need are, at the start of the arena.
     statics: [Text; 4],
     literal: String,
-    /// Subject, predicate IRI, object.
-    triples: Vec<(Term, Text, Term)>,
     iris: IriCache,
 }
 
@@ -94,10 +45,9 @@ impl TurtleParser {
             salt,
             header: None,
             prefixes: FastMap::default(),
-            arena: String::new(),
+            out: Parsed::default(),
             statics: [Text::arena(0, 0); 4],
             literal: String::new(),
-            triples: Vec::new(),
             iris: IriCache::new(),
         }
     }
@@ -105,9 +55,7 @@ impl TurtleParser {
     /// Parses `chunk` (whole statements) after the directives in `header`. Returns false when the input is
     /// outside the fast subset or invalid; nothing is then retained.
     pub(crate) fn parse(&mut self, header: &str, chunk: &str) -> bool {
-        self.arena.clear();
-        self.triples.clear();
-        if chunk.len() >= ARENA as usize {
+        if !self.out.start(chunk) {
             return false;
         }
         if self.header.as_ref().map(|(h, _)| h.as_str()) != Some(header) {
@@ -124,48 +72,17 @@ impl TurtleParser {
                 .iter_mut()
                 .zip([rdf::TYPE, xsd::BOOLEAN, xsd::INTEGER, xsd::DECIMAL])
         {
-            let at = self.arena.len();
-            self.arena.push_str(iri.as_str());
-            *slot = Text::arena(at, self.arena.len());
+            let at = self.out.arena.len();
+            self.out.arena.push_str(iri.as_str());
+            *slot = Text::arena(at, self.out.arena.len());
         }
-        // Arena offsets must stay below the `ARENA` flag bit (a chunk of gigabyte literals goes to oxttl).
-        let ok = self.statements(chunk, false).is_some() && self.arena.len() < ARENA as usize;
-        if !ok {
-            self.triples.clear();
-        }
-        ok
+        let ok = self.statements(chunk, false).is_some();
+        self.out.finish(ok)
     }
 
-    /// Number of triples parsed from the last chunk.
-    pub(crate) fn len(&self) -> usize {
-        self.triples.len()
-    }
-
-    /// The `i`-th triple of the last chunk (which must be passed again).
-    pub(crate) fn triple<'a>(&'a self, chunk: &'a str, i: usize) -> TripleRef<'a> {
-        let text = |t: Text| t.resolve(chunk, &self.arena);
-        let term = |t: Term| -> TermRef<'a> {
-            match t {
-                Term::Iri(i) => NamedNodeRef::new_unchecked(text(i)).into(),
-                Term::Blank(b) => BlankNodeRef::new_unchecked(text(b)).into(),
-                Term::Simple(v) => LiteralRef::new_simple_literal(text(v)).into(),
-                Term::Lang(v, l) => {
-                    LiteralRef::new_language_tagged_literal_unchecked(text(v), text(l)).into()
-                }
-                Term::Typed(v, d) => {
-                    LiteralRef::new_typed_literal(text(v), NamedNodeRef::new_unchecked(text(d)))
-                        .into()
-                }
-            }
-        };
-        let (s, p, o) = self.triples[i];
-        let subject: NamedOrBlankNodeRef<'a> = match term(s) {
-            TermRef::NamedNode(n) => n.into(),
-            TermRef::BlankNode(b) => b.into(),
-            // Subjects are only ever parsed as IRIs or blank nodes.
-            TermRef::Literal(_) => NamedNodeRef::new_unchecked("").into(),
-        };
-        TripleRef::new(subject, NamedNodeRef::new_unchecked(text(p)), term(o))
+    /// The triples of the last chunk parsed.
+    pub(crate) fn parsed(&self) -> &Parsed {
+        &self.out
     }
 
     /// Parses directives and (unless `header`) triples up to the end of `text`.
@@ -249,7 +166,7 @@ impl TurtleParser {
             loop {
                 skip_ws(c);
                 let object = self.object(c)?;
-                self.triples.push((subject, predicate, object));
+                self.out.triples.push((subject, predicate, object));
                 skip_ws(c);
                 if c.peek()? != b',' {
                     break;
@@ -315,10 +232,10 @@ impl TurtleParser {
 
     fn blank(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
         let label = c.blank_label()?;
-        let start = self.arena.len();
-        self.arena.push_str(&self.salt);
-        self.arena.push_str(label);
-        Some(Term::Blank(Text::arena(start, self.arena.len())))
+        let start = self.out.arena.len();
+        self.out.arena.push_str(&self.salt);
+        self.out.arena.push_str(label);
+        Some(Term::Blank(Text::arena(start, self.out.arena.len())))
     }
 
     /// `pfx:local` with ASCII names and no escapes.
@@ -356,13 +273,13 @@ impl TurtleParser {
             .or_else(|| self.header.as_ref().and_then(|(_, h)| h.get(name)))?;
         let local = &c.s[local_start..j];
         c.i = j;
-        let at = self.arena.len();
-        self.arena.push_str(&prefix.iri);
-        self.arena.push_str(local);
-        if !prefix.appendable && !self.iris.check(&self.arena[at..]) {
+        let at = self.out.arena.len();
+        self.out.arena.push_str(&prefix.iri);
+        self.out.arena.push_str(local);
+        if !prefix.appendable && !self.iris.check(&self.out.arena[at..]) {
             return None;
         }
-        Some(Text::arena(at, self.arena.len()))
+        Some(Text::arena(at, self.out.arena.len()))
     }
 
     fn literal(&mut self, c: &mut Cursor<'_>) -> Option<Term> {
@@ -373,9 +290,9 @@ impl TurtleParser {
         let value = match c.string(&mut self.literal)? {
             LiteralValue::Borrowed(v) => Text::chunk(start, start + v.len()),
             LiteralValue::Scratch => {
-                let at = self.arena.len();
-                self.arena.push_str(&self.literal);
-                Text::arena(at, self.arena.len())
+                let at = self.out.arena.len();
+                self.out.arena.push_str(&self.literal);
+                Text::arena(at, self.out.arena.len())
             }
         };
         match c.peek() {
@@ -400,7 +317,7 @@ impl TurtleParser {
                     b'<' => self.iri(c)?,
                     _ => self.prefixed_name(c)?,
                 };
-                if d.resolve(c.s, &self.arena) == rdf::LANG_STRING.as_str() {
+                if d.resolve(c.s, &self.out.arena) == rdf::LANG_STRING.as_str() {
                     return None; // an error oxttl reports
                 }
                 Some(Term::Typed(value, d))
@@ -518,8 +435,8 @@ mod tests {
             return None;
         }
         Some(
-            (0..p.len())
-                .map(|i| p.triple(text, i).to_string())
+            (0..p.parsed().len())
+                .map(|i| p.parsed().triple(text, i).to_string())
                 .collect(),
         )
     }
@@ -628,13 +545,13 @@ ex:s ex:p p:123 , p:_x , p:a:b , p: .
         let header = "@prefix ex: <http://example.org/> .\n";
         assert!(p.parse(header, "@prefix q: <http://q/> .\nex:a q:b ex:c .\n"));
         assert_eq!(
-            p.triple("", 0).to_string(),
+            p.parsed().triple("", 0).to_string(),
             "<http://example.org/a> <http://q/b> <http://example.org/c>"
         );
         // `q:` was declared by the previous chunk only.
         assert!(!p.parse(header, "ex:a q:b ex:c .\n"));
         let chunk = "ex:a ex:b ex:c .\n";
         assert!(p.parse(header, chunk));
-        assert_eq!(p.len(), 1);
+        assert_eq!(p.parsed().len(), 1);
     }
 }
