@@ -34,11 +34,17 @@ struct Entry {
     /// Kept so that growing a shard does not re-read and re-hash every term (that was 3% of a load).
     hash: u64,
     id: TermId,
+    bytes: Span,
+    /// Allocated by this load (so it needs a dictionary entry).
+    new: bool,
+}
+
+/// Where a term's bytes are in its shard's [`Pages`].
+#[derive(Clone, Copy)]
+struct Span {
     page: u32,
     start: u32,
     len: u32,
-    /// Allocated by this load (so it needs a dictionary entry).
-    new: bool,
 }
 
 /// Byte pages of one shard; a term never straddles two pages.
@@ -46,12 +52,12 @@ struct Entry {
 struct Pages(Vec<Vec<u8>>);
 
 impl Pages {
-    fn get(&self, page: u32, start: u32, len: u32) -> &[u8] {
-        &self.0[page as usize][start as usize..start as usize + len as usize]
+    fn get(&self, s: Span) -> &[u8] {
+        &self.0[s.page as usize][s.start as usize..s.start as usize + s.len as usize]
     }
 
-    /// Stores `bytes`, returning `(page, start)`.
-    fn push(&mut self, bytes: &[u8]) -> (u32, u32) {
+    /// Stores `bytes`.
+    fn push(&mut self, bytes: &[u8]) -> Span {
         let fits = self
             .0
             .last()
@@ -63,7 +69,11 @@ impl Pages {
         let p = &mut self.0[page];
         let start = p.len();
         p.extend_from_slice(bytes);
-        (page as u32, start as u32)
+        Span {
+            page: page as u32,
+            start: start as u32,
+            len: bytes.len() as u32,
+        }
     }
 }
 
@@ -75,9 +85,8 @@ struct Shard {
 
 impl Shard {
     fn find(&self, hash: u64, bytes: &[u8]) -> Option<&Entry> {
-        self.table.find(hash, |e| {
-            e.hash == hash && self.pages.get(e.page, e.start, e.len) == bytes
-        })
+        self.table
+            .find(hash, |e| e.hash == hash && self.pages.get(e.bytes) == bytes)
     }
 }
 
@@ -93,8 +102,8 @@ pub(crate) struct SharedDict {
 /// The terms a load added to the dictionary, in id order.
 pub(crate) struct NewTerms {
     pages: Vec<Pages>,
-    /// `(id, shard, page, start, len)` of each term.
-    terms: Vec<(TermId, u32, u32, u32, u32)>,
+    /// Each term's id, shard and bytes.
+    terms: Vec<(TermId, u32, Span)>,
 }
 
 impl NewTerms {
@@ -104,9 +113,9 @@ impl NewTerms {
 
     /// `(id, encoded term)` in id order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (TermId, &[u8])> + '_ {
-        self.terms.iter().map(|&(id, shard, page, start, len)| {
-            (id, self.pages[shard as usize].get(page, start, len))
-        })
+        self.terms
+            .iter()
+            .map(|&(id, shard, bytes)| (id, self.pages[shard as usize].get(bytes)))
     }
 }
 
@@ -147,7 +156,7 @@ impl SharedDict {
                     .table
                     .iter()
                     .filter(|e| e.new)
-                    .map(|e| (e.id, i as u32, e.page, e.start, e.len)),
+                    .map(|e| (e.id, i as u32, e.bytes)),
             );
             pages.push(shard.pages);
         }
@@ -441,15 +450,13 @@ impl BulkEncoder {
                     }
                 };
                 ids[i] = id;
-                let (page, start) = shard.pages.push(bytes);
+                let bytes = shard.pages.push(bytes);
                 shard.table.insert_unique(
                     d.hash,
                     Entry {
                         hash: d.hash,
                         id,
-                        page,
-                        start,
-                        len: bytes.len() as u32,
+                        bytes,
                         new,
                     },
                     |e| e.hash,

@@ -35,6 +35,7 @@ use dict::SharedDict;
 use packed::Packed;
 use runs::{merge_runs, write_run, Order, RunReader};
 pub use sst::SstWriter;
+use sst::Unsynced;
 
 use crate::error::{Result, StoreError};
 use crate::keys::{self, bitmap_key, stat_key, IdQuad, Index};
@@ -333,20 +334,15 @@ impl<'a> BulkLoad<'a> {
                 .send(Some(f))
                 .map_err(|_| StoreError::Corrupt("the bulk load's sync thread stopped".into()))
         };
-        type Written = Result<Option<(PathBuf, std::fs::File)>>;
-        let timed = |which: usize, task: &dyn Fn() -> Written| -> Result<()> {
+        let timed = |which: usize, task: &dyn Fn() -> Result<Option<Unsynced>>| -> Result<()> {
             let started = Instant::now();
             let written = task()?;
             let mut slot = crate::store::lock(&dictionary[which]);
             slot.1 = started.elapsed().as_secs_f64();
-            if let Some((path, file)) = written {
-                slot.0 = Some(path.clone());
+            if let Some(file) = written {
+                slot.0 = Some(file.path.clone());
                 // Synced by the sync thread, ingested in order after the passes.
-                hand_over(ToSync {
-                    file,
-                    path,
-                    ingest: None,
-                })?;
+                hand_over(ToSync { file, ingest: None })?;
             }
             Ok(())
         };
@@ -382,11 +378,17 @@ impl<'a> BulkLoad<'a> {
             (None, std::sync::Mutex::new(in_memory))
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let base_empty = self.base_empty;
-        let (tmp, runs) = (&self.tmp, &self.runs);
+        let sources = Sources {
+            inner,
+            base_empty: self.base_empty,
+            rdf_type,
+            tmp: &self.tmp,
+            runs: &self.runs,
+            packed,
+            shared_quads: &shared_quads,
+            owned_quads: &owned_quads,
+        };
         let started = Instant::now();
-        let shared_quads = &shared_quads;
-        let owned_quads = &owned_quads;
         let (results, synced): (Vec<Result<Vec<PassResult>>>, Result<()>) =
             std::thread::scope(|scope| {
                 let syncer = scope.spawn(move || sync_files(inner, &sync_rx));
@@ -409,56 +411,15 @@ impl<'a> BulkLoad<'a> {
                                     }
                                     return Ok(done);
                                 };
-                                let started = Instant::now();
-                                let mut acc = Accumulator::new(inner, base_empty, rdf_type)?;
-                                let mut writers = PassWriters::new(tmp, default_index, named_index);
-                                let mut count = 0u64;
-                                let mut previous = None;
-                                let mut visit = |q: &IdQuad| -> Result<()> {
-                                    // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
-                                    if previous.replace(*q) == Some(*q) {
-                                        return Ok(());
-                                    }
-                                    count += 1;
-                                    writers.put(q)?;
-                                    acc.visit(order, q)
-                                };
-                                if let Some(packed) = packed {
-                                    packed.visit_sorted(order, &mut visit)?;
-                                } else if let Some(quads) = shared_quads {
-                                    // Parallel passes: each sorts its own copy.
-                                    let mut quads = quads.clone();
-                                    order.sort(&mut quads);
-                                    quads.iter().try_for_each(&mut visit)?;
-                                } else {
-                                    // Sort the only copy in place (one pass at a time), or merge spilled runs.
-                                    let mut owned = crate::store::lock(owned_quads);
-                                    match owned.as_mut() {
-                                        Some(quads) => {
-                                            order.sort_parallel(quads);
-                                            quads.iter().try_for_each(&mut visit)?;
-                                        }
-                                        None => {
-                                            // Merges read their own copies of the runs: two at once.
-                                            drop(owned);
-                                            merge_runs(runs, order, tmp, &mut visit)?;
-                                        }
-                                    }
-                                }
-                                acc.end_pass(order)?;
-                                for (cf, path, file) in writers.finish()? {
+                                let (result, files) =
+                                    sources.pass(order, default_index, named_index)?;
+                                for (cf, file) in files {
                                     hand_over(ToSync {
                                         file,
-                                        path,
                                         ingest: Some(cf),
                                     })?;
                                 }
-                                done.push((
-                                    order,
-                                    acc.stats,
-                                    count,
-                                    started.elapsed().as_secs_f64(),
-                                ));
+                                done.push(result);
                             }
                         })
                     })
@@ -556,26 +517,88 @@ impl Order {
     }
 }
 
-/// Writes sorted entries to one SST file, returning its path (none if there are no entries).
+/// What an index pass reads: the in-memory quads (packed, shared, or one copy to take turns on) or the
+/// spilled runs, and what its statistics need.
+struct Sources<'a> {
+    inner: &'a Inner,
+    base_empty: bool,
+    rdf_type: Option<TermId>,
+    tmp: &'a Path,
+    runs: &'a [PathBuf],
+    packed: &'a Option<Packed>,
+    shared_quads: &'a Option<Vec<IdQuad>>,
+    owned_quads: &'a std::sync::Mutex<Option<Vec<IdQuad>>>,
+}
+
+impl Sources<'_> {
+    /// One index pass: visits the distinct quads in `order`, writes the index files (unsynced) and
+    /// computes the pass's statistics.
+    fn pass(
+        &self,
+        order: Order,
+        default_index: Option<Index>,
+        named_index: Option<Index>,
+    ) -> Result<(PassResult, Vec<(&'static str, Unsynced)>)> {
+        let started = Instant::now();
+        let mut acc = Accumulator::new(self.inner, self.base_empty, self.rdf_type)?;
+        let mut writers = PassWriters::new(self.tmp, default_index, named_index);
+        let mut count = 0u64;
+        let mut previous = None;
+        let mut visit = |q: &IdQuad| -> Result<()> {
+            // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
+            if previous.replace(*q) == Some(*q) {
+                return Ok(());
+            }
+            count += 1;
+            writers.put(q)?;
+            acc.visit(order, q)
+        };
+        if let Some(packed) = self.packed {
+            packed.visit_sorted(order, &mut visit)?;
+        } else if let Some(quads) = self.shared_quads {
+            // Parallel passes: each sorts its own copy.
+            let mut quads = quads.clone();
+            order.sort(&mut quads);
+            quads.iter().try_for_each(&mut visit)?;
+        } else {
+            // Sort the only copy in place (one pass at a time), or merge spilled runs.
+            let mut owned = crate::store::lock(self.owned_quads);
+            match owned.as_mut() {
+                Some(quads) => {
+                    order.sort_parallel(quads);
+                    quads.iter().try_for_each(&mut visit)?;
+                }
+                None => {
+                    // Merges read their own copies of the runs: two at once.
+                    drop(owned);
+                    merge_runs(self.runs, order, self.tmp, &mut visit)?;
+                }
+            }
+        }
+        acc.end_pass(order)?;
+        let files = writers.finish()?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(((order, acc.stats, count, seconds), files))
+    }
+}
+
 /// Writes an SST file (unsynced) of sorted entries; `None` when there is none.
 fn write_sst_file<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     tmp: &Path,
     cf: &str,
     entries: impl Iterator<Item = (K, V)>,
-) -> Result<Option<(PathBuf, std::fs::File)>> {
-    let path = tmp.join(format!("{cf}.sst"));
-    let mut writer = SstWriter::create(&path, true)?;
+) -> Result<Option<Unsynced>> {
+    let mut writer = SstWriter::create(&tmp.join(format!("{cf}.sst")), true)?;
     for (k, v) in entries {
         writer.put(k.as_ref(), v.as_ref())?;
     }
-    let (entries, file) = writer.finish_unsynced()?;
-    Ok((entries > 0).then_some((path, file)))
+    let written = writer.finish_unsynced()?;
+    Ok((written.entries > 0).then_some(written))
 }
 
 /// A written SST file for the sync thread: synced, then ingested into `ingest` if given.
 struct ToSync {
-    file: std::fs::File,
-    path: PathBuf,
+    file: Unsynced,
     ingest: Option<&'static str>,
 }
 
@@ -583,11 +606,9 @@ struct ToSync {
 /// over, until `None`. Waiting for the disk here instead of in the passes keeps both cores on CPU work.
 fn sync_files(inner: &Inner, files: &std::sync::mpsc::Receiver<Option<ToSync>>) -> Result<()> {
     while let Ok(Some(f)) = files.recv() {
-        f.file.sync_all().map_err(|e| {
-            StoreError::Corrupt(format!("bulk load file {}: {e}", f.path.display()))
-        })?;
+        let path = f.file.sync()?;
         if let Some(cf) = f.ingest {
-            ingest(inner, cf, &f.path)?;
+            ingest(inner, cf, &path)?;
         }
     }
     Ok(())
@@ -640,13 +661,13 @@ impl PassWriters {
     }
 
     /// The written (unsynced) files with entries, by column family.
-    fn finish(self) -> Result<Vec<(&'static str, PathBuf, std::fs::File)>> {
+    fn finish(self) -> Result<Vec<(&'static str, Unsynced)>> {
         let mut out = Vec::new();
-        for (index, path, slot) in self.writers {
+        for (index, _, slot) in self.writers {
             if let Some(w) = slot {
-                let (entries, file) = w.finish_unsynced()?;
-                if entries > 0 {
-                    out.push((index.cf_name(), path, file));
+                let written = w.finish_unsynced()?;
+                if written.entries > 0 {
+                    out.push((index.cf_name(), written));
                 }
             }
         }

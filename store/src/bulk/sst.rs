@@ -290,16 +290,16 @@ impl SstWriter {
     /// Writes the index, properties, metaindex and footer, and syncs the file. Returns the number of
     /// entries; a file with none must not be ingested (RocksDB refuses it).
     pub fn finish(self) -> Result<u64> {
-        let path = self.path.clone();
-        let (entries, file) = self.finish_unsynced()?;
-        file.sync_all().map_err(|e| io(&path, e))?;
+        let written = self.finish_unsynced()?;
+        let entries = written.entries;
+        written.sync()?;
         Ok(entries)
     }
 
-    /// [`SstWriter::finish`] without the sync: the caller must sync the returned file before ingesting
-    /// it. Bulk loads sync on another thread, so that a pass does not wait for the disk (15–30 ms a file
-    /// here) while CPU work remains.
-    pub(crate) fn finish_unsynced(mut self) -> Result<(u64, File)> {
+    /// [`SstWriter::finish`] without the sync: the file must be synced ([`Unsynced::sync`]) before it is
+    /// ingested. Bulk loads sync on another thread, so that a pass does not wait for the disk (15–30 ms a
+    /// file here) while CPU work remains.
+    pub(crate) fn finish_unsynced(mut self) -> Result<Unsynced> {
         self.flush_data_block()?;
         if let Some(handle) = self.pending.take() {
             self.add_index_entry(handle, None);
@@ -391,14 +391,34 @@ impl SstWriter {
         self.file
             .write_all(&self.out)
             .map_err(|e| io(&self.path, e))?;
-        Ok((self.entries, self.file))
+        Ok(Unsynced {
+            entries: self.entries,
+            file: self.file,
+            path: self.path,
+        })
+    }
+}
+
+/// A finished SST file whose data may not be on disk yet.
+pub(crate) struct Unsynced {
+    /// Entries written; a file with none must not be ingested.
+    pub(crate) entries: u64,
+    file: File,
+    pub(crate) path: PathBuf,
+}
+
+impl Unsynced {
+    /// Syncs the file, returning its path.
+    pub(crate) fn sync(self) -> Result<PathBuf> {
+        self.file.sync_all().map_err(|e| io(&self.path, e))?;
+        Ok(self.path)
     }
 }
 
 /// For `last < next`, a position `i` such that `last[..i]` followed by `last[i] + 1` is a key strictly
 /// between them (greater than `last`, smaller than `next`); `None` when there is none shorter than `last`.
 fn short_separator(last: &[u8], next: &[u8]) -> Option<usize> {
-    let n = last.iter().zip(next).take_while(|(a, b)| a == b).count();
+    let n = common_prefix(last, next);
     if n >= last.len() || n >= next.len() {
         return None; // `last` is a prefix of `next`
     }
