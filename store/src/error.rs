@@ -26,6 +26,20 @@ pub enum OpenError {
         /// Version this build reads and writes.
         expected: u32,
     },
+    /// A read-only open of a store in an older format that this build upgrades when it opens it for writing.
+    #[error(
+        "{dir} holds a tern store in format version {found}, which this build upgrades to version {expected} \
+         when it opens the store for writing; open it for writing once, e.g. \
+         `tern update -l {dir} -u 'INSERT DATA {{}}'`, then retry"
+    )]
+    UpgradeNeeded {
+        /// The store directory.
+        dir: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Version this build reads and writes.
+        expected: u32,
+    },
     /// A read-only open of a directory that holds no store.
     #[error("{dir} does not contain a tern store; create one with `tern load -l {dir} FILE`")]
     NotFound {

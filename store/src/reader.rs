@@ -10,7 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::keys::{self, bitmap_key, stat_key, IdQuad, Index};
 use crate::merge::{decode_counter, BitmapDelta};
 use crate::store::{lock, Inner};
-use crate::term::{decode_term, encode_term, TermId};
+use crate::term::{decode_term, encode_term, term_key, TermId};
 
 /// Batches with fewer dictionary misses than this use point reads only.
 const DENSE_BATCH_MIN: usize = 64;
@@ -369,7 +369,7 @@ impl Reader {
         if let Some(&id) = lock(&self.inner.term_cache).get(buf.as_slice()) {
             return Ok(Some(id));
         }
-        match self.get(keys::CF_TERM2ID, &buf)? {
+        match self.get(keys::CF_TERM2ID, term_key(&buf).as_ref())? {
             None => Ok(None),
             Some(v) => {
                 Ok(Some(TermId::from_be_slice(&v).ok_or_else(|| {

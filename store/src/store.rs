@@ -17,11 +17,13 @@ use crate::error::{OpenError, Result, StoreError};
 use crate::keys::{self, Index};
 use crate::merge;
 use crate::reader::Reader;
-use crate::term::TermId;
+use crate::term::{term_key, TermId, TermKey};
 use crate::transaction::{CommitSummary, Transaction};
 
 /// The on-disk format version this build reads and writes. History: `docs/format.md`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build upgrades on a read-write open (see [`upgrade_from_1`]).
+const OLDEST_UPGRADABLE: u32 = 1;
 
 /// Entries of the term -> id cache (an LRU: keys are byte strings).
 const TERM_CACHE_ENTRIES: usize = 1 << 16;
@@ -193,12 +195,25 @@ impl Store {
                         .try_into()
                         .map_err(|_| corrupt("bad format version value"))?,
                 );
-                if found != FORMAT_VERSION {
+                if !(OLDEST_UPGRADABLE..=FORMAT_VERSION).contains(&found) {
                     return Err(OpenError::UnsupportedVersion {
                         dir,
                         found,
                         expected: FORMAT_VERSION,
                     });
+                }
+                if found < FORMAT_VERSION {
+                    if read_only {
+                        return Err(OpenError::UpgradeNeeded {
+                            dir,
+                            found,
+                            expected: FORMAT_VERSION,
+                        });
+                    }
+                    upgrade_from_1(&db).map_err(|e| OpenError::Corrupt {
+                        dir: dir.clone(),
+                        what: format!("cannot upgrade from format version {found}: {e}"),
+                    })?;
                 }
                 (
                     read_u64(keys::META_NEXT_ID)?.ok_or_else(|| corrupt("no id counter"))?,
@@ -394,6 +409,38 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Upgrades a format-1 store to format 2: long `term2id` keys become hashed keys (see [`term_key`]). Batches of at most 100,000 keys; the version is written last, with a sync. Running
+/// it again after an interruption converts what is left: a hashed key is its own key.
+fn upgrade_from_1(db: &DB) -> std::result::Result<(), rocksdb::Error> {
+    const BATCH_KEYS: usize = 100_000;
+    let (Some(term2id), Some(meta)) = (db.cf_handle(keys::CF_TERM2ID), db.cf_handle(keys::CF_META))
+    else {
+        return Ok(());
+    };
+    let mut batch = rocksdb::WriteBatch::default();
+    let mut it = db.raw_iterator_cf(term2id);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if let TermKey::Hashed(hashed) = term_key(k) {
+            batch.put_cf(term2id, hashed, v);
+            batch.delete_cf(term2id, k);
+            if batch.len() >= 2 * BATCH_KEYS {
+                db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        it.next();
+    }
+    it.status()?;
+    batch.put_cf(
+        meta,
+        keys::META_FORMAT_VERSION,
+        FORMAT_VERSION.to_be_bytes(),
+    );
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    db.write_opt(batch, &sync)
+}
+
 fn all_cf_names() -> Vec<&'static str> {
     let mut names = vec![
         keys::CF_ID2TERM,
@@ -504,5 +551,81 @@ mod tests {
             msg.contains("version 99") && msg.contains(&format!("version {FORMAT_VERSION}")),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_format_1_store_is_upgraded_on_a_writing_open() {
+        use oxrdf::{Literal, NamedNodeRef, QuadRef};
+        let dir = tempfile::tempdir().unwrap();
+        let long_iri = format!("http://example.com/{}", "long-iri/".repeat(40));
+        let s = NamedNodeRef::new(&long_iri).unwrap();
+        let p = NamedNodeRef::new("http://e.com/p").unwrap();
+        let long = Literal::new_simple_literal(
+            "a literal long enough to be keyed by its hash in format 2",
+        );
+        let short = Literal::new_simple_literal("short literal");
+        fn quads<'a>(s: NamedNodeRef<'a>, p: NamedNodeRef<'a>, o: &'a Literal) -> [QuadRef<'a>; 1] {
+            [QuadRef::new(s, p, o, oxrdf::GraphNameRef::DefaultGraph)]
+        }
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.insert(quads(s, p, &long)).unwrap();
+            store.insert(quads(s, p, &short)).unwrap();
+            // Rewrite the dictionary as format 1 wrote it: every term is its own `term2id` key.
+            let inner = &store.inner;
+            let (id2term, term2id) = (
+                inner.cf(keys::CF_ID2TERM).unwrap(),
+                inner.cf(keys::CF_TERM2ID).unwrap(),
+            );
+            let mut batch = rocksdb::WriteBatch::default();
+            let mut whole = 0;
+            for entry in inner.db.iterator_cf(id2term, rocksdb::IteratorMode::Start) {
+                let (id, term) = entry.unwrap();
+                if let TermKey::Hashed(hashed) = term_key(&term) {
+                    batch.delete_cf(term2id, hashed);
+                    batch.put_cf(term2id, &term, &id);
+                    whole += 1;
+                }
+            }
+            assert_eq!(whole, 2, "the subject and the long literal");
+            batch.put_cf(
+                inner.cf(keys::CF_META).unwrap(),
+                keys::META_FORMAT_VERSION,
+                1u32.to_be_bytes(),
+            );
+            inner.db.write(batch).unwrap();
+        }
+        let err = Store::open_read_only(dir.path())
+            .err()
+            .expect("read-only cannot upgrade");
+        assert!(
+            matches!(err, OpenError::UpgradeNeeded { found: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("INSERT DATA"), "{err}");
+
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader();
+        let id = reader
+            .term_id(long.as_ref().into())
+            .unwrap()
+            .expect("found after the upgrade");
+        assert!(reader.term_id(s.into()).unwrap().is_some());
+        // The same terms again: no new dictionary entry, no new quad.
+        let summary = store.insert(quads(s, p, &long)).unwrap();
+        assert_eq!((summary.inserted, summary.new_terms), (0, 0));
+        assert_eq!(
+            store.reader().term_id(long.as_ref().into()).unwrap(),
+            Some(id)
+        );
+        let report = store
+            .verify()
+            .unwrap()
+            .expect("consistent after the upgrade");
+        assert_eq!(report.terms, 4);
+        drop((reader, store));
+        if let Err(e) = Store::open_read_only(dir.path()) {
+            panic!("read-only open after the upgrade: {e}");
+        }
     }
 }

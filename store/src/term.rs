@@ -216,6 +216,55 @@ pub(crate) fn encode_term(term: TermRef<'_>, buf: &mut Vec<u8>) -> DictKind {
     }
 }
 
+/// Longest encoded literal that is its own `term2id` key. Longer ones are keyed by a hash: a long literal's
+/// bytes were stored, sorted and compressed twice (in `id2term` and as a `term2id` key), which was 45% of a
+/// BSBM bulk load's dictionary work and a third of its bytes on disk.
+pub(crate) const LITERAL_KEY_MAX: usize = 32;
+/// Longest encoded IRI or blank node that is its own `term2id` key. IRIs share long prefixes, which
+/// SST blocks store once, so hashing them costs disk (LUBM-10 with IRIs over 32 bytes hashed: 36 -> 41 MB);
+/// only unusually long ones are hashed.
+pub(crate) const IRI_KEY_MAX: usize = 256;
+
+/// The `term2id` key of an encoded term (see [`term_key`]).
+#[derive(Clone, Copy)]
+pub(crate) enum TermKey<'a> {
+    /// The encoded term itself.
+    Whole(&'a [u8]),
+    /// The kind byte in lower case, then the 128-bit XXH3 hash of the encoded term, big-endian.
+    Hashed([u8; 17]),
+}
+
+impl AsRef<[u8]> for TermKey<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            TermKey::Whole(b) => b,
+            TermKey::Hashed(h) => h,
+        }
+    }
+}
+
+/// The `term2id` key of an encoded term: the term itself up to [`LITERAL_KEY_MAX`] bytes for a literal or
+/// [`IRI_KEY_MAX`] for an IRI or blank node, else its kind byte in lower case (no whole key starts with
+/// one, so the two never meet) and its 128-bit hash. Like Oxigraph's string hashes, a collision is assumed
+/// never to happen: among 10^12 long terms its probability is below 10^-14.
+pub(crate) fn term_key(encoded: &[u8]) -> TermKey<'_> {
+    let Some(&kind) = encoded.first() else {
+        return TermKey::Whole(encoded);
+    };
+    let max = if matches!(kind, b'I' | b'B') {
+        IRI_KEY_MAX
+    } else {
+        LITERAL_KEY_MAX
+    };
+    if encoded.len() <= max {
+        return TermKey::Whole(encoded);
+    }
+    let mut key = [0u8; 17];
+    key[0] = kind.to_ascii_lowercase();
+    key[1..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(encoded).to_be_bytes());
+    TermKey::Hashed(key)
+}
+
 /// Decodes [`encode_term`]'s output. `None` means the bytes are corrupt.
 pub(crate) fn decode_term(bytes: &[u8]) -> Option<Term> {
     let (&kind, rest) = bytes.split_first()?;
@@ -248,6 +297,50 @@ mod tests {
         let id = TermId::inline(t.as_ref()).expect("inline");
         assert_eq!(id.decode_inline(), Some(t));
         assert_eq!(id.kind(), TermKind::InlineLiteral);
+    }
+
+    #[test]
+    fn term_keys_hash_long_literals_and_very_long_iris_only() {
+        let encoded = |t: TermRef<'_>| {
+            let mut buf = Vec::new();
+            encode_term(t, &mut buf);
+            buf
+        };
+        let short_iri =
+            NamedNode::new("http://example.com/a-namespace/with-a-longish-local-name").unwrap();
+        let long_iri = NamedNode::new(format!("http://example.com/{}", "x".repeat(300))).unwrap();
+        let short_literal = Literal::new_simple_literal("thirty-one bytes of literal....");
+        let long_literal =
+            Literal::new_language_tagged_literal("a literal of more than 32 bytes", "en").unwrap();
+        let blank = BlankNode::new("b".repeat(300)).unwrap();
+        for (term, hashed) in [
+            (TermRef::from(short_iri.as_ref()), false),
+            (long_iri.as_ref().into(), true),
+            (short_literal.as_ref().into(), false),
+            (long_literal.as_ref().into(), true),
+            (blank.as_ref().into(), true),
+        ] {
+            let bytes = encoded(term);
+            let key = term_key(&bytes);
+            assert_eq!(matches!(key, TermKey::Hashed(_)), hashed, "{term}");
+            if hashed {
+                assert_eq!(key.as_ref()[0], bytes[0].to_ascii_lowercase(), "{term}");
+                // A hashed key is its own key (what makes the format-1 upgrade restartable).
+                assert_eq!(term_key(key.as_ref()).as_ref(), key.as_ref());
+            } else {
+                assert_eq!(key.as_ref(), bytes.as_slice());
+            }
+        }
+        let other = encoded(
+            Literal::new_language_tagged_literal("a literal of more than 32 bytes", "de")
+                .unwrap()
+                .as_ref()
+                .into(),
+        );
+        assert_ne!(
+            term_key(&other).as_ref(),
+            term_key(&encoded(long_literal.as_ref().into())).as_ref()
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::merge::{decode_counter, BitmapDelta};
 use crate::reader::Reader;
 use crate::scan::{existing, PrefixCounter};
 use crate::store::{lock, Inner};
-use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
+use crate::term::{encode_term, term_key, DictKind, TermId, MAX_DICTIONARY_ID};
 use crate::FastMap;
 
 /// A (predicate, IRI object) pair other than `rdf:type` gets a subject bitmap once a commit brings it to at
@@ -278,10 +278,12 @@ impl<'a> Transaction<'a> {
             }
         }
         let cf = self.inner.cf(keys::CF_TERM2ID)?;
+        // Hashed keys do not sort like their terms, so RocksDB sorts them.
+        let term_keys: Vec<_> = distinct.iter().map(|t| term_key(t)).collect();
         let found = self
             .inner
             .db
-            .batched_multi_get_cf(cf, distinct.iter(), true);
+            .batched_multi_get_cf(cf, term_keys.iter(), false);
         let mut resolved: HashMap<&[u8], TermId> = HashMap::with_capacity(distinct.len());
         let mut cache_fill = Vec::new();
         for (key, value) in distinct.iter().zip(found) {
@@ -533,7 +535,8 @@ impl<'a> Committer<'a> {
         let term2id = inner.cf(keys::CF_TERM2ID)?;
         for (bytes, id) in &self.txn.new_terms {
             self.batch.put_cf(id2term, id.to_be_bytes(), bytes);
-            self.batch.put_cf(term2id, bytes, id.to_be_bytes());
+            self.batch
+                .put_cf(term2id, term_key(bytes).as_ref(), id.to_be_bytes());
         }
         let changed = !inserts.is_empty() || !deletes.is_empty() || graph_changed || new_terms > 0;
         let mut data_version = inner.data_version.load(Ordering::Acquire);

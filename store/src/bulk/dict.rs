@@ -17,7 +17,7 @@ use oxrdf::{GraphNameRef, QuadRef, TermRef};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, IdQuad};
 use crate::store::{lock, Inner};
-use crate::term::{encode_term, DictKind, TermId, MAX_DICTIONARY_ID};
+use crate::term::{encode_term, term_key, DictKind, TermId, MAX_DICTIONARY_ID};
 
 const SHARDS: usize = 64;
 /// Worker-local cache entries before it is cleared.
@@ -109,6 +109,11 @@ pub(crate) struct NewTerms {
 impl NewTerms {
     pub(crate) fn len(&self) -> usize {
         self.terms.len()
+    }
+
+    /// Total bytes of the encoded terms.
+    pub(crate) fn bytes(&self) -> usize {
+        self.terms.iter().map(|t| t.2.len as usize).sum()
     }
 
     /// `(id, encoded term)` in id order.
@@ -403,9 +408,9 @@ impl BulkEncoder {
         stored.resize(n, None);
         if !self.dict.empty_base {
             let misses: Vec<usize> = (0..n).filter(|&i| !resolved[i]).collect();
-            let keys: Vec<&[u8]> = misses
+            let keys: Vec<_> = misses
                 .iter()
-                .map(|&i| bytes_of(&self.distinct[i]))
+                .map(|&i| term_key(bytes_of(&self.distinct[i])))
                 .collect();
             let cf = self.dict.inner.cf(keys::CF_TERM2ID)?;
             for (&i, v) in misses.iter().zip(self.dict.inner.db.batched_multi_get_cf(
