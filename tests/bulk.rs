@@ -214,6 +214,47 @@ fn bulk_syntax_error_loads_nothing() {
     assert_eq!(store.reader().len().unwrap(), 0);
 }
 
+#[test]
+fn bulk_checks_iris_that_the_encoder_has_not_seen() {
+    // The fast N-Triples path validates only IRIs new to the encoder: a line whose subject and predicate
+    // repeat but whose object has a bad port (well-formed for the line parser, refused by oxiri) must
+    // still fail, name its line, and with --lenient leave no trace of its terms.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad-iri.nt");
+    let mut text = String::new();
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "<http://e.com/s> <http://e.com/p> <http://e.com/o{i}> .\n"
+        ));
+    }
+    text.push_str("<http://e.com/s> <http://e.com/p> <http://e.com:80a/x> .\n");
+    text.push_str("<http://e.com/s> <http://e.com/p> <http://e.com/last> .\n");
+    std::fs::write(&file, text).unwrap();
+    let store = Store::open(dir.path().join("strict")).unwrap();
+    let err = loaders::bulk_load(
+        &store,
+        &[Input::Path(file.clone())],
+        &BulkLoadOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("{}:1001:", file.display())),
+        "{err}"
+    );
+    assert_eq!(store.reader().len().unwrap(), 0);
+
+    let store = Store::open(dir.path().join("lenient")).unwrap();
+    let mut options = BulkLoadOptions::default();
+    options.load.lenient = true;
+    let report = loaders::bulk_load(&store, &[Input::Path(file)], &options, &mut |_| {}).unwrap();
+    assert_eq!((report.skipped, report.inserted), (1, 1001));
+    // s, p and 1001 objects: the bad IRI never reached the dictionary.
+    assert_eq!(store.reader().statistics().unwrap().terms, 1003);
+    assert!(store.verify().unwrap().is_ok());
+}
+
 /// The store's quads as an oxrdf dataset, canonicalized (blank node labels differ between load paths).
 fn canonical(store: &Store) -> oxrdf::Dataset {
     let r = store.reader();

@@ -676,6 +676,23 @@ fn encode_quad(
 }
 
 /// Encodes the quads still pending at the end of a chunk and returns the batch.
+/// [`encode_quad`] for a quad whose IRIs are not checked yet ([`LineParser::parse_unchecked`]). Returns
+/// `false`, adding nothing, if one is invalid.
+fn encode_unchecked_quad(
+    job: &Job<'_>,
+    encoder: &mut BulkEncoder,
+    enc: &mut Encoded,
+    tx: &SyncSender<Message>,
+    quad: QuadRef<'_>,
+) -> Result<bool, Message> {
+    if !encoder.push_checked(with_graph(quad, job.options), ntriples::valid_term) {
+        return Ok(false);
+    }
+    enc.parsed += 1;
+    flush_if_full(job, encoder, enc, tx)?;
+    Ok(true)
+}
+
 fn finish_batch(encoder: &mut BulkEncoder, mut enc: Encoded) -> Result<Encoded, Message> {
     encoder
         .flush(&mut enc.quads)
@@ -737,46 +754,45 @@ fn parse_lines(
     for (line_no, (raw, line)) in (first_line..).zip(lines) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line = line.map(|l| l.strip_suffix('\r').unwrap_or(l));
-        let fast_result = line.map(|l| fast.parse(l));
-        match fast_result {
-            Some(Line::Quad(q)) => encode_quad(job, encoder, &mut enc, tx, q)?,
-            Some(Line::Empty) => {}
-            Some(Line::Fallback) | None => {
-                let parsed: Vec<Result<Quad, oxttl::TurtleSyntaxError>> =
-                    if job.format == Format::NQuads {
-                        NQuadsParser::new().for_slice(raw).collect()
-                    } else {
-                        NTriplesParser::new()
-                            .for_slice(raw)
-                            .map(|t| t.map(|t| t.in_graph(GraphName::DefaultGraph)))
-                            .collect()
-                    };
-                for item in parsed {
-                    match item {
-                        Ok(q) => {
-                            let q = salted(q, &job.salt);
-                            encode_quad(job, encoder, &mut enc, tx, q.as_ref())?;
+        let pushed = match line.map(|l| fast.parse_unchecked(l)) {
+            Some(Line::Quad(q)) => encode_unchecked_quad(job, encoder, &mut enc, tx, q)?,
+            Some(Line::Empty) => true,
+            Some(Line::Fallback) | None => false,
+        };
+        // Outside the fast subset, or an invalid IRI: oxttl parses the line (and reports the error).
+        if !pushed {
+            let parsed: Vec<Result<Quad, oxttl::TurtleSyntaxError>> =
+                if job.format == Format::NQuads {
+                    NQuadsParser::new().for_slice(raw).collect()
+                } else {
+                    NTriplesParser::new()
+                        .for_slice(raw)
+                        .map(|t| t.map(|t| t.in_graph(GraphName::DefaultGraph)))
+                        .collect()
+                };
+            for item in parsed {
+                match item {
+                    Ok(q) => {
+                        let q = salted(q, &job.salt);
+                        encode_quad(job, encoder, &mut enc, tx, q.as_ref())?;
+                    }
+                    Err(e) => {
+                        let column = e.location().start.column;
+                        let error = SyntaxError {
+                            input: job.input.name(),
+                            line: line_no + 1,
+                            column: column + 1,
+                            message: e.to_string(),
+                            snippet: Some(String::from_utf8_lossy(raw).chars().take(160).collect()),
+                        };
+                        if !job.options.lenient {
+                            return Err(Message::Failed(LoadError::Syntax(Box::new(error))));
                         }
-                        Err(e) => {
-                            let column = e.location().start.column;
-                            let error = SyntaxError {
-                                input: job.input.name(),
-                                line: line_no + 1,
-                                column: column + 1,
-                                message: e.to_string(),
-                                snippet: Some(
-                                    String::from_utf8_lossy(raw).chars().take(160).collect(),
-                                ),
-                            };
-                            if !job.options.lenient {
-                                return Err(Message::Failed(LoadError::Syntax(Box::new(error))));
-                            }
-                            enc.skipped += 1;
-                            if enc.errors.len() < 10 {
-                                enc.errors.push(error);
-                            }
-                            break;
+                        enc.skipped += 1;
+                        if enc.errors.len() < 10 {
+                            enc.errors.push(error);
                         }
+                        break;
                     }
                 }
             }

@@ -59,12 +59,27 @@ impl IriCache {
         }
         // Most IRIs of real data are plain http(s) IRIs: valid by their shape, without a parse. Before
         // this check, parsing the IRIs missing from the cache was 9% of a LUBM-10 load.
-        if !simple_http_iri(iri.as_bytes()) && oxiri::Iri::parse(iri).is_err() {
+        if !valid_iri(iri) {
             return false;
         }
         slot.clear();
         slot.push_str(iri);
         true
+    }
+}
+
+/// Whether `iri` is a valid absolute IRI (no cache: see [`LineParser::parse_unchecked`]).
+pub(crate) fn valid_iri(iri: &str) -> bool {
+    simple_http_iri(iri.as_bytes()) || oxiri::Iri::parse(iri).is_ok()
+}
+
+/// Whether the IRIs of a term from [`LineParser::parse_unchecked`] are valid: an IRI, or a literal's
+/// datatype.
+pub(crate) fn valid_term(term: TermRef<'_>) -> bool {
+    match term {
+        TermRef::NamedNode(n) => valid_iri(n.as_str()),
+        TermRef::Literal(l) => l.language().is_some() || valid_iri(l.datatype().as_str()),
+        _ => true,
     }
 }
 
@@ -160,6 +175,16 @@ impl LineParser {
 
     /// Parses one line (without its line terminator).
     pub fn parse<'a>(&'a mut self, line: &'a str) -> Line<'a> {
+        self.parse_with(line, true)
+    }
+
+    /// [`LineParser::parse`] without checking IRIs: the caller checks the terms of a returned quad with
+    /// [`valid_term`] (the bulk encoder does, for terms it has not seen).
+    pub fn parse_unchecked<'a>(&'a mut self, line: &'a str) -> Line<'a> {
+        self.parse_with(line, false)
+    }
+
+    fn parse_with<'a>(&'a mut self, line: &'a str, check_iris: bool) -> Line<'a> {
         let mut c = Cursor::new(line);
         c.ws();
         if c.eof() || c.peek() == Some(b'#') {
@@ -199,6 +224,7 @@ impl LineParser {
         for span in [Some(s), Some(Span::Iri(p)), Some(o), g]
             .into_iter()
             .flatten()
+            .filter(|_| check_iris)
         {
             let iri = match span {
                 Span::Iri(i) => i,

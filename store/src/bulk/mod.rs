@@ -53,6 +53,8 @@ const TMP_PREFIX: &str = "bulk-tmp-";
 /// File in a bulk load's temporary directory saying the store held no quad before it: a rollback then
 /// empties the index column families instead of reading run files.
 const ALL_NEW: &str = "all-new";
+/// New-term bytes from which `id2term` is written as two files by two tasks.
+const ID2TERM_PART_BYTES: usize = 8 << 20;
 
 /// Bulk load settings.
 #[derive(Clone, Debug)]
@@ -328,9 +330,10 @@ impl<'a> BulkLoad<'a> {
         .collect();
         // The dictionary's two SST files are written by two tasks of the pool below, in parallel with the
         // index passes, and ingested after the pool, `id2term` first (see there).
-        // Per dictionary column family, in ingestion order: its SST file (none if empty) and seconds taken.
+        // Per dictionary column family, in ingestion order: its SST files (none if empty) and the seconds
+        // its tasks took.
         const DICTIONARY: [&str; 2] = [keys::CF_ID2TERM, keys::CF_TERM2ID];
-        let dictionary: [std::sync::Mutex<(Option<PathBuf>, f64)>; 2] = Default::default();
+        let dictionary: [std::sync::Mutex<(Vec<PathBuf>, f64)>; 2] = Default::default();
         let (to_sync, sync_rx) = std::sync::mpsc::channel::<Option<ToSync>>();
         let hand_over = |f: ToSync| {
             to_sync
@@ -341,27 +344,34 @@ impl<'a> BulkLoad<'a> {
             let started = Instant::now();
             let written = task()?;
             let mut slot = crate::store::lock(&dictionary[which]);
-            slot.1 = started.elapsed().as_secs_f64();
+            slot.1 += started.elapsed().as_secs_f64();
             if let Some(file) = written {
-                slot.0 = Some(file.path.clone());
+                slot.0.push(file.path.clone());
                 // Synced by the sync thread, ingested in order after the passes.
                 hand_over(ToSync { file, ingest: None })?;
             }
             Ok(())
         };
-        let write_id2term = || {
+        // id2term is cut into parts by id (files of disjoint key ranges, ingested together): written whole, it
+        // was the longest task of a BSBM load (long literals to compress) and ended the passes alone.
+        let id2term_parts = new_terms.split_by_bytes(if new_terms.bytes() >= ID2TERM_PART_BYTES {
+            2
+        } else {
+            1
+        });
+        let write_id2term = |part: usize| {
             write_sst_file(
-                &self.tmp,
-                keys::CF_ID2TERM,
-                new_terms.iter().map(|(id, b)| (id.to_be_bytes(), b)),
+                &self.tmp.join(format!("{}-{part}.sst", keys::CF_ID2TERM)),
+                new_terms
+                    .range(id2term_parts[part].clone())
+                    .map(|(id, b)| (id.to_be_bytes(), b)),
             )
         };
         let write_term2id = || {
             let mut by_key: Vec<_> = new_terms.iter().map(|(id, b)| (term_key(b), id)).collect();
             by_key.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
             write_sst_file(
-                &self.tmp,
-                keys::CF_TERM2ID,
+                &self.tmp.join(format!("{}.sst", keys::CF_TERM2ID)),
                 by_key.iter().map(|(k, id)| (k, id.to_be_bytes())),
             )
         };
@@ -382,13 +392,14 @@ impl<'a> BulkLoad<'a> {
         // Longest first, so that the last task to start is a short one (BSBM: id2term last left one core
         // idle for a third of the passes). Costs per unit measured on LUBM-10 and BSBM.
         let quads = summary.received as f64;
-        let mut tasks = vec![
-            (Task::Term2id, new_terms.len() as f64 * 450.0),
+        let mut tasks = vec![(Task::Term2id, new_terms.len() as f64 * 450.0)];
+        tasks.extend(id2term_parts.iter().enumerate().map(|(part, range)| {
+            let bytes: usize = new_terms.range(range.clone()).map(|(_, b)| b.len()).sum();
             (
-                Task::Id2term,
-                new_terms.len() as f64 * 50.0 + new_terms.bytes() as f64 * 3.0,
-            ),
-        ];
+                Task::Id2term(part),
+                range.len() as f64 * 50.0 + bytes as f64 * 3.0,
+            )
+        }));
         tasks.extend(
             orders
                 .iter()
@@ -417,7 +428,7 @@ impl<'a> BulkLoad<'a> {
                             while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
                                 match task.0 {
                                     Task::Term2id => timed(1, &write_term2id)?,
-                                    Task::Id2term => timed(0, &write_id2term)?,
+                                    Task::Id2term(part) => timed(0, &|| write_id2term(part))?,
                                     Task::Pass(order, default_index, named_index) => {
                                         let (result, files) =
                                             sources.pass(order, default_index, named_index)?;
@@ -467,8 +478,9 @@ impl<'a> BulkLoad<'a> {
         }
         // id2term before term2id: a rollback finds every new term2id key through id2term.
         for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
-            if let Some(path) = crate::store::lock(slot).0.take() {
-                ingest(inner, cf, &path)?;
+            let paths = std::mem::take(&mut crate::store::lock(slot).0);
+            if !paths.is_empty() {
+                ingest(inner, cf, paths)?;
             }
         }
         summary.inserted = self.inserted;
@@ -595,11 +607,10 @@ impl Sources<'_> {
 
 /// Writes an SST file (unsynced) of sorted entries; `None` when there is none.
 fn write_sst_file<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-    tmp: &Path,
-    cf: &str,
+    path: &Path,
     entries: impl Iterator<Item = (K, V)>,
 ) -> Result<Option<Unsynced>> {
-    let mut writer = SstWriter::create(&tmp.join(format!("{cf}.sst")), true)?;
+    let mut writer = SstWriter::create(path, true)?;
     for (k, v) in entries {
         writer.put(k.as_ref(), v.as_ref())?;
     }
@@ -611,7 +622,8 @@ fn write_sst_file<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 #[derive(Clone, Copy)]
 enum Task {
     Term2id,
-    Id2term,
+    /// A part of `id2term` (an index into the parts).
+    Id2term(usize),
     Pass(Order, Option<Index>, Option<Index>),
 }
 
@@ -627,18 +639,19 @@ fn sync_files(inner: &Inner, files: &std::sync::mpsc::Receiver<Option<ToSync>>) 
     while let Ok(Some(f)) = files.recv() {
         let path = f.file.sync()?;
         if let Some(cf) = f.ingest {
-            ingest(inner, cf, &path)?;
+            ingest(inner, cf, vec![path])?;
         }
     }
     Ok(())
 }
 
-fn ingest(inner: &Inner, cf: &str, path: &Path) -> Result<()> {
+/// Ingests `paths` (of disjoint key ranges) into `cf` at once.
+fn ingest<P: AsRef<Path>>(inner: &Inner, cf: &str, paths: Vec<P>) -> Result<()> {
     let mut opts = IngestExternalFileOptions::default();
     opts.set_move_files(true);
     inner
         .db
-        .ingest_external_file_cf_opts(inner.cf(cf)?, &opts, vec![path])?;
+        .ingest_external_file_cf_opts(inner.cf(cf)?, &opts, paths)?;
     Ok(())
 }
 
