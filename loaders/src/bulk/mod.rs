@@ -671,28 +671,10 @@ fn encode_quad(
     quad: QuadRef<'_>,
 ) -> Result<(), Message> {
     encoder.push(with_graph(quad, job.options));
-    enc.parsed += 1;
-    flush_if_full(job, encoder, enc, tx)
+    count_pushed(job, encoder, enc, tx)
 }
 
 /// Encodes the quads still pending at the end of a chunk and returns the batch.
-/// [`encode_quad`] for a quad whose IRIs are not checked yet ([`LineParser::parse_unchecked`]). Returns
-/// `false`, adding nothing, if one is invalid.
-fn encode_unchecked_quad(
-    job: &Job<'_>,
-    encoder: &mut BulkEncoder,
-    enc: &mut Encoded,
-    tx: &SyncSender<Message>,
-    quad: QuadRef<'_>,
-) -> Result<bool, Message> {
-    if !encoder.push_checked(with_graph(quad, job.options), ntriples::valid_term) {
-        return Ok(false);
-    }
-    enc.parsed += 1;
-    flush_if_full(job, encoder, enc, tx)?;
-    Ok(true)
-}
-
 fn finish_batch(encoder: &mut BulkEncoder, mut enc: Encoded) -> Result<Encoded, Message> {
     encoder
         .flush(&mut enc.quads)
@@ -700,12 +682,14 @@ fn finish_batch(encoder: &mut BulkEncoder, mut enc: Encoded) -> Result<Encoded, 
     Ok(enc)
 }
 
-fn flush_if_full(
+/// Counts a quad just pushed into `encoder`, sending the batch on when it is full.
+fn count_pushed(
     job: &Job<'_>,
     encoder: &mut BulkEncoder,
     enc: &mut Encoded,
     tx: &SyncSender<Message>,
 ) -> Result<(), Message> {
+    enc.parsed += 1;
     if encoder.len() >= FLUSH_QUADS {
         encoder
             .flush(&mut enc.quads)
@@ -755,7 +739,14 @@ fn parse_lines(
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line = line.map(|l| l.strip_suffix('\r').unwrap_or(l));
         let pushed = match line.map(|l| fast.parse_unchecked(l)) {
-            Some(Line::Quad(q)) => encode_unchecked_quad(job, encoder, &mut enc, tx, q)?,
+            // IRIs are checked only for terms new to the encoder (see `push_checked`).
+            Some(Line::Quad(q)) => {
+                let pushed = encoder.push_checked(with_graph(q, job.options), ntriples::valid_term);
+                if pushed {
+                    count_pushed(job, encoder, &mut enc, tx)?;
+                }
+                pushed
+            }
             Some(Line::Empty) => true,
             Some(Line::Fallback) | None => false,
         };
