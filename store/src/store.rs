@@ -554,6 +554,27 @@ mod tests {
     }
 
     #[test]
+    fn verify_finds_a_term2id_key_left_behind() {
+        use oxrdf::{GraphNameRef, NamedNodeRef, QuadRef};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ex = NamedNodeRef::new("http://example.com/x").unwrap();
+        store
+            .insert([QuadRef::new(ex, ex, ex, GraphNameRef::DefaultGraph)])
+            .unwrap();
+        assert!(store.verify().unwrap().is_ok());
+        // A key whose id has no id2term entry, as a rollback that missed a hashed key would leave.
+        let term2id = store.inner.cf(keys::CF_TERM2ID).unwrap();
+        store
+            .inner
+            .db
+            .put_cf(term2id, b"s-stale-key", TermId(12345).to_be_bytes())
+            .unwrap();
+        let err = store.verify().unwrap().expect_err("a stale term2id key");
+        assert!(err.0.contains("term2id"), "{}", err.0);
+    }
+
+    #[test]
     fn a_format_1_store_is_upgraded_on_a_writing_open() {
         use oxrdf::{Literal, NamedNodeRef, QuadRef};
         let dir = tempfile::tempdir().unwrap();

@@ -227,6 +227,25 @@ fn verify(reader: &Reader) -> Result<std::result::Result<VerifyReport, VerifyErr
     if terms != stats.terms {
         return fail(format!("term counter {} but {terms} entries", stats.terms));
     }
+    // Every `term2id` entry maps to a live id: a rolled-back load must not leave keys behind (with hashed
+    // keys, the lookups above cannot see a stale one).
+    let mut keys = 0u64;
+    let mut iter = reader.raw_iter(keys::CF_TERM2ID, &[])?;
+    while let Some((_, v)) = iter.next_entry()? {
+        let id = TermId::from_be_slice(v)
+            .ok_or_else(|| StoreError::Corrupt("bad term2id value".into()))?;
+        if !known.contains(&id) {
+            return fail(format!(
+                "term2id maps a term to {id:?}, which has no id2term entry"
+            ));
+        }
+        keys += 1;
+    }
+    if keys != terms {
+        return fail(format!(
+            "{keys} term2id entries but {terms} id2term entries"
+        ));
+    }
     if let Some(id) = referenced.difference(&known).next() {
         return fail(format!(
             "quad references {id:?}, which has no dictionary entry"
