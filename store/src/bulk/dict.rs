@@ -586,31 +586,33 @@ mod tests {
             vec![1000, 1, 1, 1],
             (1..200).collect(),
         ] {
-            let terms = new_terms(&lens);
-            let ranges = terms.split_by_bytes(2);
-            assert!((1..=2).contains(&ranges.len()), "{lens:?}: {ranges:?}");
-            assert_eq!(ranges[0].start, 0);
-            assert_eq!(ranges.last().map(|r| r.end), Some(lens.len()));
-            assert!(ranges
-                .windows(2)
-                .all(|w| w[0].end == w[1].start && !w[1].is_empty()));
-            let bytes: Vec<usize> = ranges
-                .iter()
-                .map(|r| lens[r.clone()].iter().sum())
-                .collect();
-            // Each part but the last reaches half the bytes, and stops at the term that reaches it.
-            let half = terms.bytes().div_ceil(2);
-            for (r, b) in ranges.iter().zip(&bytes).take(ranges.len() - 1) {
-                assert!(
-                    *b >= half && b - lens[r.end - 1] < half,
-                    "{lens:?}: {ranges:?}"
-                );
+            for parts in 1..=5 {
+                let terms = new_terms(&lens);
+                let ranges = terms.split_by_bytes(parts);
+                assert!((1..=parts).contains(&ranges.len()), "{lens:?}: {ranges:?}");
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges.last().map(|r| r.end), Some(lens.len()));
+                assert!(ranges
+                    .windows(2)
+                    .all(|w| w[0].end == w[1].start && !w[1].is_empty()));
+                let bytes: Vec<usize> = ranges
+                    .iter()
+                    .map(|r| lens[r.clone()].iter().sum())
+                    .collect();
+                // Each part but the last reaches its share of the bytes, and stops at the term that reaches it.
+                let share = terms.bytes().div_ceil(parts);
+                for (r, b) in ranges.iter().zip(&bytes).take(ranges.len() - 1) {
+                    assert!(
+                        *b >= share && b - lens[r.end - 1] < share,
+                        "{lens:?}: {ranges:?}"
+                    );
+                }
+                let ids: Vec<TermId> = ranges
+                    .iter()
+                    .flat_map(|r| terms.range(r.clone()).map(|(id, _)| id))
+                    .collect();
+                assert_eq!(ids, terms.iter().map(|(id, _)| id).collect::<Vec<_>>());
             }
-            let ids: Vec<TermId> = ranges
-                .iter()
-                .flat_map(|r| terms.range(r.clone()).map(|(id, _)| id))
-                .collect();
-            assert_eq!(ids, terms.iter().map(|(id, _)| id).collect::<Vec<_>>());
         }
     }
 }
