@@ -12,7 +12,7 @@ mod input;
 mod load;
 mod xmlliteral;
 
-pub use bulk::ntriples::{Line, LineParser};
+pub use bulk::ntriples::{valid_term, Line, LineParser};
 pub use bulk::{bulk_load, BulkLoadOptions};
 pub use dump::{convert, dump, serializer, GraphChoice, WELL_KNOWN_PREFIXES};
 pub use error::{LoadError, SyntaxError};

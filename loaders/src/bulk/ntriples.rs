@@ -75,7 +75,7 @@ pub(crate) fn valid_iri(iri: &str) -> bool {
 
 /// Whether the IRIs of a term from [`LineParser::parse_unchecked`] are valid: an IRI, or a literal's
 /// datatype.
-pub(crate) fn valid_term(term: TermRef<'_>) -> bool {
+pub fn valid_term(term: TermRef<'_>) -> bool {
     match term {
         TermRef::NamedNode(n) => valid_iri(n.as_str()),
         TermRef::Literal(l) => l.language().is_some() || valid_iri(l.datatype().as_str()),
