@@ -356,25 +356,49 @@ static IRI_STOP: [bool; 256] = {
     t
 };
 
-/// Index of the first [`IRI_STOP`] byte. On x86_64, 16 bytes at a time with SSE2 (part of the x86_64
-/// baseline): the byte-per-byte table scan was 8% of a LUBM-10 load, most of its text being IRIs.
+/// Index of the first [`IRI_STOP`] byte: the byte-per-byte table scan was 8% of a LUBM-10 load, most of
+/// its text being IRIs.
 fn iri_stop(bytes: &[u8]) -> Option<usize> {
+    first_stop(bytes, b"<>\"{}|^`\\", true, |b| IRI_STOP[usize::from(b)])
+}
+
+/// Position of the first `"`, backslash, `\n` or `\r` in `bytes`: what ends or interrupts the plain run of a
+/// `"..."` string. BSBM's literals are long, and a byte loop was 4% of its load.
+fn string_stop(bytes: &[u8]) -> Option<usize> {
+    first_stop(bytes, b"\"\\\n\r", false, |b| {
+        matches!(b, b'"' | b'\\' | b'\n' | b'\r')
+    })
+}
+
+/// Index of the first byte of `bytes` that is one of `needles` or, with `controls`, at most 0x20 (control
+/// characters and space); `is_stop` says the same of one byte. On x86_64, 16 bytes at a time with SSE2
+/// (part of the x86_64 baseline).
+#[inline(always)]
+fn first_stop(
+    bytes: &[u8],
+    needles: &[u8],
+    controls: bool,
+    is_stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8,
+            _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
         };
         while i + 16 <= bytes.len() {
             // SAFETY: SSE2 is always available on x86_64, and the 16 bytes read are in bounds
             // (`i + 16 <= bytes.len()`); `loadu` has no alignment requirement.
             let mask = unsafe {
                 let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-                let space = _mm_set1_epi8(0x20);
-                // Unsigned `v <= 0x20`: control characters and space.
-                let mut stop = _mm_cmpeq_epi8(_mm_min_epu8(v, space), v);
-                for c in *b"<>\"{}|^`\\" {
+                let mut stop = if controls {
+                    // Unsigned `v <= 0x20`.
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x20)), v)
+                } else {
+                    _mm_setzero_si128()
+                };
+                for &c in needles {
                     stop = _mm_or_si128(stop, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
                 }
                 _mm_movemask_epi8(stop)
@@ -385,44 +409,9 @@ fn iri_stop(bytes: &[u8]) -> Option<usize> {
             i += 16;
         }
     }
-    bytes[i..]
-        .iter()
-        .position(|&b| IRI_STOP[usize::from(b)])
-        .map(|p| i + p)
-}
-
-/// Position of the first `"`, backslash, `\n` or `\r` in `bytes`: what ends or interrupts the plain run of a
-/// `"..."` string. Sixteen bytes at a time, like [`iri_stop`]: BSBM's literals are long, and a byte loop
-/// was 4% of its load.
-fn string_stop(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
-        };
-        while i + 16 <= bytes.len() {
-            // SAFETY: SSE2 is always available on x86_64, and the 16 bytes read are in bounds
-            // (`i + 16 <= bytes.len()`); `loadu` has no alignment requirement.
-            let mask = unsafe {
-                let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-                let mut stop = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-                for c in *b"\\\n\r" {
-                    stop = _mm_or_si128(stop, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
-                }
-                _mm_movemask_epi8(stop)
-            };
-            if mask != 0 {
-                return Some(i + mask.trailing_zeros() as usize);
-            }
-            i += 16;
-        }
-    }
-    bytes[i..]
-        .iter()
-        .position(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r'))
-        .map(|p| i + p)
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (needles, controls);
+    bytes[i..].iter().position(|&b| is_stop(b)).map(|p| i + p)
 }
 
 /// A position in a line (or, for Turtle, a chunk of statements).
