@@ -24,6 +24,8 @@ use crate::transaction::{CommitSummary, Transaction};
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build upgrades on a read-write open (see [`upgrade_from_1`]).
 const OLDEST_UPGRADABLE: u32 = 1;
+/// `meta` key present while an upgrade is under way; its value is the version it started from (u32 BE).
+const META_UPGRADING: &[u8] = b"upgrading_from";
 
 /// Entries of the term -> id cache (an LRU: keys are byte strings).
 const TERM_CACHE_ENTRIES: usize = 1 << 16;
@@ -202,17 +204,27 @@ impl Store {
                         expected: FORMAT_VERSION,
                     });
                 }
-                if found < FORMAT_VERSION {
+                // An interrupted upgrade already says the new version (so that older builds refuse the
+                // store); its marker holds the version it started from.
+                let from = match db.get_cf(meta, META_UPGRADING).map_err(storage)? {
+                    Some(v) => u32::from_be_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| corrupt("bad upgrade marker"))?,
+                    ),
+                    None => found,
+                };
+                if from < FORMAT_VERSION {
                     if read_only {
                         return Err(OpenError::UpgradeNeeded {
                             dir,
-                            found,
+                            found: from,
                             expected: FORMAT_VERSION,
                         });
                     }
                     upgrade_from_1(&db).map_err(|e| OpenError::Corrupt {
                         dir: dir.clone(),
-                        what: format!("cannot upgrade from format version {found}: {e}"),
+                        what: format!("cannot upgrade from format version {from}: {e}"),
                     })?;
                 }
                 (
@@ -409,14 +421,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Upgrades a format-1 store to format 2: long `term2id` keys become hashed keys (see [`term_key`]). Batches of at most 100,000 keys; the version is written last, with a sync. Running
-/// it again after an interruption converts what is left: a hashed key is its own key.
+/// Upgrades a format-1 store to format 2: long `term2id` keys become hashed keys (see [`term_key`]).
+///
+/// The new version and a marker ([`META_UPGRADING`]) are written first, with a sync, so that a format-1
+/// build refuses a half-converted store (it would miss the hashed terms and give them new ids); then
+/// batches of at most 100,000 keys; then the marker is deleted, with a sync. An open that finds the marker
+/// runs this again, which converts what is left: a hashed key is its own key.
 fn upgrade_from_1(db: &DB) -> std::result::Result<(), rocksdb::Error> {
     const BATCH_KEYS: usize = 100_000;
     let (Some(term2id), Some(meta)) = (db.cf_handle(keys::CF_TERM2ID), db.cf_handle(keys::CF_META))
     else {
         return Ok(());
     };
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let mut start = rocksdb::WriteBatch::default();
+    start.put_cf(
+        meta,
+        keys::META_FORMAT_VERSION,
+        FORMAT_VERSION.to_be_bytes(),
+    );
+    start.put_cf(meta, META_UPGRADING, 1u32.to_be_bytes());
+    db.write_opt(start, &sync)?;
     let mut batch = rocksdb::WriteBatch::default();
     let mut it = db.raw_iterator_cf(term2id);
     it.seek_to_first();
@@ -431,13 +457,7 @@ fn upgrade_from_1(db: &DB) -> std::result::Result<(), rocksdb::Error> {
         it.next();
     }
     it.status()?;
-    batch.put_cf(
-        meta,
-        keys::META_FORMAT_VERSION,
-        FORMAT_VERSION.to_be_bytes(),
-    );
-    let mut sync = WriteOptions::default();
-    sync.set_sync(true);
+    batch.delete_cf(meta, META_UPGRADING);
     db.write_opt(batch, &sync)
 }
 
@@ -576,6 +596,14 @@ mod tests {
 
     #[test]
     fn a_format_1_store_is_upgraded_on_a_writing_open() {
+        // A plain format-1 store, and one whose upgrade was interrupted right after it began (version 2
+        // and the marker written, no key converted yet).
+        for interrupted in [false, true] {
+            upgrade(interrupted);
+        }
+    }
+
+    fn upgrade(interrupted: bool) {
         use oxrdf::{Literal, NamedNodeRef, QuadRef};
         let dir = tempfile::tempdir().unwrap();
         let long_iri = format!("http://example.com/{}", "long-iri/".repeat(40));
@@ -609,11 +637,13 @@ mod tests {
                 }
             }
             assert_eq!(whole, 2, "the subject and the long literal");
-            batch.put_cf(
-                inner.cf(keys::CF_META).unwrap(),
-                keys::META_FORMAT_VERSION,
-                1u32.to_be_bytes(),
-            );
+            let meta = inner.cf(keys::CF_META).unwrap();
+            if interrupted {
+                batch.put_cf(meta, keys::META_FORMAT_VERSION, 2u32.to_be_bytes());
+                batch.put_cf(meta, META_UPGRADING, 1u32.to_be_bytes());
+            } else {
+                batch.put_cf(meta, keys::META_FORMAT_VERSION, 1u32.to_be_bytes());
+            }
             inner.db.write(batch).unwrap();
         }
         let err = Store::open_read_only(dir.path())
@@ -648,5 +678,13 @@ mod tests {
         if let Err(e) = Store::open_read_only(dir.path()) {
             panic!("read-only open after the upgrade: {e}");
         }
+        let store = Store::open(dir.path()).unwrap();
+        let meta = store.inner.cf(keys::CF_META).unwrap();
+        assert!(store
+            .inner
+            .db
+            .get_cf(meta, META_UPGRADING)
+            .unwrap()
+            .is_none());
     }
 }

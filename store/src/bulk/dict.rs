@@ -308,8 +308,9 @@ impl BulkEncoder {
     /// [`BulkEncoder::push`] for a quad whose terms may be invalid. `valid` is asked only about the
     /// terms this encoder does not know yet: a term of the current chunk, of the worker-local cache or of
     /// the previous quad was checked when it was first pushed (every path into the encoder pushes valid
-    /// terms only). Inline terms have fixed, valid datatypes. If `valid` refuses a term, nothing is added
-    /// and `false` is returned.
+    /// terms only). Inline terms have fixed, valid datatypes. If `valid` refuses a term, no term or quad is
+    /// added and `false` is returned (the memo of the previous quad's terms and the flags of repeated chunk
+    /// terms may change: both stay true of the terms they describe).
     ///
     /// Parsers that validate every IRI with a cache spent more on the cache than on the rest of the
     /// check: most terms repeat, and the encoder looks them up anyway (LUBM-10: 88% of term occurrences

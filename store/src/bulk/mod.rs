@@ -383,6 +383,7 @@ impl<'a> BulkLoad<'a> {
         let packed = &packed;
         let copy_bytes = in_memory.as_ref().map_or(usize::MAX, |q| q.len() * 32);
         let copies = copy_bytes.saturating_mul(3) <= self.max_memory / 2;
+        let passes_take_turns = packed.is_none() && !copies && in_memory.is_some();
         let (shared_quads, owned_quads) = if copies {
             (in_memory, std::sync::Mutex::new(None))
         } else {
@@ -404,7 +405,13 @@ impl<'a> BulkLoad<'a> {
                 .iter()
                 .map(|&(o, d, n)| (Task::Pass(o, d, n), quads * 175.0)),
         );
-        tasks.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // When passes take turns on the one in-memory copy (each sorting it on both threads), a second
+        // pass would only wait for the first: then the dictionary goes first, beside the first pass.
+        if passes_take_turns {
+            tasks.sort_by_key(|t| !matches!(t.0, Task::Term2id | Task::Id2term(_)));
+        } else {
+            tasks.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let sources = Sources {
             inner,
