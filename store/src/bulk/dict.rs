@@ -223,6 +223,14 @@ fn quad_terms(quad: QuadRef<'_>) -> [Option<TermRef<'_>>; 4] {
     ]
 }
 
+/// The slot of a term that needs no dictionary (the default graph, an inline literal), or the term.
+fn fixed_slot(term: Option<TermRef<'_>>) -> std::result::Result<Slot, TermRef<'_>> {
+    match term {
+        None => Ok(Slot::Known(TermId::DEFAULT_GRAPH)),
+        Some(t) => TermId::inline(t).map(Slot::Known).ok_or(t),
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Slot {
     Known(TermId),
@@ -294,12 +302,9 @@ impl BulkEncoder {
     /// Adds a quad to the current chunk.
     pub fn push(&mut self, quad: QuadRef<'_>) {
         for (pos, term) in quad_terms(quad).into_iter().enumerate() {
-            let slot = match term {
-                None => Slot::Known(TermId::DEFAULT_GRAPH),
-                Some(t) => match TermId::inline(t) {
-                    Some(id) => Slot::Known(id),
-                    None => self.slot_for(pos, t),
-                },
+            let slot = match fixed_slot(term) {
+                Ok(slot) => slot,
+                Err(t) => self.slot_for(pos, t),
             };
             self.slots.push(slot);
         }
@@ -320,32 +325,23 @@ impl BulkEncoder {
         quad: QuadRef<'_>,
         mut valid: impl FnMut(TermRef<'_>) -> bool,
     ) -> bool {
-        let terms = quad_terms(quad);
-        let mut slots = [None; 4];
-        for (pos, term) in terms.into_iter().enumerate() {
-            slots[pos] = match term {
-                None => Some(Slot::Known(TermId::DEFAULT_GRAPH)),
-                Some(t) => match TermId::inline(t) {
-                    Some(id) => Some(Slot::Known(id)),
-                    None => self.known_slot(pos, t).ok(),
-                },
-            };
-        }
-        for (term, slot) in terms.into_iter().zip(slots) {
-            if let (Some(t), None) = (term, slot) {
-                if !valid(t) {
-                    return false;
-                }
+        let mut slots = [Slot::Known(TermId::DEFAULT_GRAPH); 4];
+        let mut unknown: [Option<TermRef<'_>>; 4] = [None; 4];
+        for (pos, term) in quad_terms(quad).into_iter().enumerate() {
+            match fixed_slot(term).or_else(|t| self.known_slot(pos, t).map_err(|_| t)) {
+                Ok(slot) => slots[pos] = slot,
+                Err(t) => unknown[pos] = Some(t),
             }
         }
-        for (pos, (term, slot)) in terms.into_iter().zip(slots).enumerate() {
-            let slot = match (slot, term) {
-                (Some(slot), _) => slot,
-                (None, Some(t)) => self.slot_for(pos, t),
-                (None, None) => Slot::Known(TermId::DEFAULT_GRAPH),
-            };
-            self.slots.push(slot);
+        if unknown.iter().flatten().any(|&t| !valid(t)) {
+            return false;
         }
+        for (pos, t) in unknown.into_iter().enumerate() {
+            if let Some(t) = t {
+                slots[pos] = self.slot_for(pos, t);
+            }
+        }
+        self.slots.extend_from_slice(&slots);
         true
     }
 

@@ -572,35 +572,41 @@ impl Sources<'_> {
         let mut acc = Accumulator::new(self.inner, self.base_empty, self.rdf_type)?;
         let mut writers = PassWriters::new(self.tmp, default_index, named_index);
         let mut count = 0u64;
-        let mut previous = None;
-        let mut visit = |q: &IdQuad| -> Result<()> {
-            // Unsorted in-memory input may hold duplicates; sorted, they are adjacent.
-            if previous.replace(*q) == Some(*q) {
-                return Ok(());
-            }
+        let mut visit_distinct = |q: &IdQuad| -> Result<()> {
             count += 1;
             writers.put(q)?;
             acc.visit(order, q)
         };
         if let Some(packed) = self.packed {
-            packed.visit_sorted(order, &mut visit)?;
-        } else if let Some(quads) = self.shared_quads {
-            // Parallel passes: each sorts its own copy.
-            let mut quads = quads.clone();
-            order.sort(&mut quads);
-            quads.iter().try_for_each(&mut visit)?;
+            // `visit_sorted` skips repeats itself, on the packed keys.
+            packed.visit_sorted(order, &mut visit_distinct)?;
         } else {
-            // Sort the only copy in place (one pass at a time), or merge spilled runs.
-            let mut owned = crate::store::lock(self.owned_quads);
-            match owned.as_mut() {
-                Some(quads) => {
-                    order.sort_parallel(quads);
-                    quads.iter().try_for_each(&mut visit)?;
+            // In-memory quads may hold duplicates and runs may share quads; sorted, they are adjacent.
+            let mut previous = None;
+            let mut visit = |q: &IdQuad| -> Result<()> {
+                if previous.replace(*q) == Some(*q) {
+                    return Ok(());
                 }
-                None => {
-                    // Merges read their own copies of the runs: two at once.
-                    drop(owned);
-                    merge_runs(self.runs, order, self.tmp, &mut visit)?;
+                visit_distinct(q)
+            };
+            if let Some(quads) = self.shared_quads {
+                // Parallel passes: each sorts its own copy.
+                let mut quads = quads.clone();
+                order.sort(&mut quads);
+                quads.iter().try_for_each(&mut visit)?;
+            } else {
+                // Sort the only copy in place (one pass at a time), or merge spilled runs.
+                let mut owned = crate::store::lock(self.owned_quads);
+                match owned.as_mut() {
+                    Some(quads) => {
+                        order.sort_parallel(quads);
+                        quads.iter().try_for_each(&mut visit)?;
+                    }
+                    None => {
+                        // Merges read their own copies of the runs: two at once.
+                        drop(owned);
+                        merge_runs(self.runs, order, self.tmp, &mut visit)?;
+                    }
                 }
             }
         }
