@@ -84,14 +84,22 @@ fn bulk(file: &Path, max_memory: usize) -> (tempfile::TempDir, Store, loaders::L
         max_memory,
         ..BulkLoadOptions::default()
     };
-    let report = loaders::bulk_load(
-        &store,
+    let report = bulk_into(&store, file, &options).unwrap();
+    (dir, store, report)
+}
+
+/// A bulk load of `file` into `store`.
+fn bulk_into(
+    store: &Store,
+    file: &Path,
+    options: &BulkLoadOptions,
+) -> Result<loaders::LoadReport, loaders::LoadError> {
+    loaders::bulk_load(
+        store,
         &[Input::Path(file.to_path_buf())],
-        &options,
+        options,
         &mut |_| {},
     )
-    .unwrap();
-    (dir, store, report)
 }
 
 fn assert_same(name: &str, a: &Store, b: &Store) {
@@ -180,13 +188,7 @@ fn bulk_syntax_error_loads_nothing() {
     }
     text.push_str("<http://e.com/s> <http://e.com/p> <not an iri> .\n");
     std::fs::write(&bad, text).unwrap();
-    let err = loaders::bulk_load(
-        &store,
-        &[Input::Path(bad.clone())],
-        &BulkLoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = bulk_into(&store, &bad, &BulkLoadOptions::default()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&format!("{}:50001:", bad.display())), "{msg}");
     assert!(msg.contains("<not an iri>"), "{msg}");
@@ -200,13 +202,7 @@ fn bulk_syntax_error_loads_nothing() {
         "@prefix e: <http://e.com/> .\ne:a e:p e:b .\n\ne:c e:p .\n",
     )
     .unwrap();
-    let err = loaders::bulk_load(
-        &store,
-        &[Input::Path(ttl.clone())],
-        &BulkLoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = bulk_into(&store, &ttl, &BulkLoadOptions::default()).unwrap_err();
     assert!(
         err.to_string().contains(&format!("{}:4:", ttl.display())),
         "{err}"
@@ -231,13 +227,7 @@ fn bulk_checks_iris_that_the_encoder_has_not_seen() {
     text.push_str("<http://e.com/s> <http://e.com/p> <http://e.com/last> .\n");
     std::fs::write(&file, text).unwrap();
     let store = Store::open(dir.path().join("strict")).unwrap();
-    let err = loaders::bulk_load(
-        &store,
-        &[Input::Path(file.clone())],
-        &BulkLoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = bulk_into(&store, &file, &BulkLoadOptions::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("{}:1001:", file.display())),
@@ -248,7 +238,7 @@ fn bulk_checks_iris_that_the_encoder_has_not_seen() {
     let store = Store::open(dir.path().join("lenient")).unwrap();
     let mut options = BulkLoadOptions::default();
     options.load.lenient = true;
-    let report = loaders::bulk_load(&store, &[Input::Path(file)], &options, &mut |_| {}).unwrap();
+    let report = bulk_into(&store, &file, &options).unwrap();
     assert_eq!((report.skipped, report.inserted), (1, 1001));
     // s, p and 1001 objects: the bad IRI never reached the dictionary.
     assert_eq!(store.reader().statistics().unwrap().terms, 1003);
@@ -306,7 +296,7 @@ fn bulk_rdfxml_split_in_parallel_equals_the_sequential_parse() {
             threads: 2,
             ..BulkLoadOptions::default()
         };
-        loaders::bulk_load(&blk, &[Input::Path(file.clone())], &options, &mut |_| {}).unwrap();
+        bulk_into(&blk, file, &options).unwrap();
         let (a, b) = (canonical(&txn), canonical(&blk));
         assert_eq!(a.len(), b.len(), "{}", file.display());
         assert!(

@@ -676,42 +676,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn iri_stop_agrees_with_a_byte_loop() {
+    /// `scan` finds the first byte `is_stop` accepts, for every byte value at the start, middle and end of
+    /// texts of 0 to 69 bytes followed by `tail`.
+    fn agrees_with_a_byte_loop(
+        scan: fn(&[u8]) -> Option<usize>,
+        is_stop: impl Fn(u8) -> bool,
+        tail: &str,
+    ) {
         for len in 0..70usize {
             for stop in 0..=255u8 {
                 for at in [0, len / 2, len.saturating_sub(1)] {
                     let mut bytes = vec![b'a'; len];
-                    bytes.extend_from_slice("é/x".as_bytes());
+                    bytes.extend_from_slice(tail.as_bytes());
                     if at < bytes.len() {
                         bytes[at] = stop;
                     }
-                    let expected = bytes
-                        .iter()
-                        .position(|&b| b <= 0x20 || b"<>\"{}|^`\\".contains(&b));
-                    assert_eq!(iri_stop(&bytes), expected, "{len} {stop} {at}");
+                    let expected = bytes.iter().position(|&b| is_stop(b));
+                    assert_eq!(scan(&bytes), expected, "{len} {stop} {at}");
                 }
             }
         }
     }
 
     #[test]
+    fn iri_stop_agrees_with_a_byte_loop() {
+        agrees_with_a_byte_loop(
+            iri_stop,
+            |b| b <= 0x20 || b"<>\"{}|^`\\".contains(&b),
+            "é/x",
+        );
+    }
+
+    #[test]
     fn string_stop_agrees_with_a_byte_loop() {
-        for len in 0..70usize {
-            for stop in 0..=255u8 {
-                for at in [0, len / 2, len.saturating_sub(1)] {
-                    let mut bytes = vec![b'a'; len];
-                    bytes.extend_from_slice("é\"".as_bytes());
-                    if at < bytes.len() {
-                        bytes[at] = stop;
-                    }
-                    let expected = bytes
-                        .iter()
-                        .position(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r'));
-                    assert_eq!(string_stop(&bytes), expected, "{len} {stop} {at}");
-                }
-            }
-        }
+        agrees_with_a_byte_loop(
+            string_stop,
+            |b| matches!(b, b'"' | b'\\' | b'\n' | b'\r'),
+            "é\"",
+        );
         // Escapes and line breaks inside long literals, on both sides of a 16-byte block.
         let long = "x".repeat(40);
         for (literal, ok) in [
