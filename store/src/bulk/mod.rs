@@ -16,6 +16,7 @@
 //! marker's counter. Concurrent readers may see index entries appear during ingestion (seconds), but counters
 //! and bitmaps only change with the final batch; use a transaction when readers must never see that.
 
+mod bytesort;
 mod dict;
 mod packed;
 mod runs;
@@ -368,7 +369,7 @@ impl<'a> BulkLoad<'a> {
         };
         let write_term2id = || {
             let mut by_key: Vec<_> = new_terms.iter().map(|(id, b)| (term_key(b), id)).collect();
-            by_key.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            bytesort::sort_by_bytes(&mut by_key, |(key, _)| key.as_ref());
             write_sst_file(
                 &self.tmp.join(format!("{}.sst", keys::CF_TERM2ID)),
                 by_key.iter().map(|(k, id)| (k, id.to_be_bytes())),
@@ -436,7 +437,7 @@ impl<'a> BulkLoad<'a> {
                                     Task::Term2id => timed(1, &write_term2id)?,
                                     Task::Id2term(part) => timed(0, &|| write_id2term(part))?,
                                     Task::Pass(order, default_index, named_index) => {
-                                        let (result, files) =
+                                        let ((order, stats, count, seconds), files) =
                                             sources.pass(order, default_index, named_index)?;
                                         for (cf, file) in files {
                                             hand_over(ToSync {
@@ -444,7 +445,8 @@ impl<'a> BulkLoad<'a> {
                                                 ingest: Some(cf),
                                             })?;
                                         }
-                                        done.push(result);
+                                        // After the hand-over, so the files' syncs start first.
+                                        done.push((order, stats.into_part(inner)?, count, seconds));
                                     }
                                 }
                             }
@@ -472,13 +474,13 @@ impl<'a> BulkLoad<'a> {
         for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
             summary.phases.push((cf, crate::store::lock(slot).1));
         }
-        let mut stats = PassStats::default();
+        let mut parts = Vec::new();
         for result in results {
-            for (order, pass, count, seconds) in result? {
+            for (order, part, count, seconds) in result? {
                 if order == Order::Gspo {
                     self.inserted = count;
                 }
-                stats.absorb(pass);
+                parts.push(part);
                 summary.phases.push((order.name(), seconds));
             }
         }
@@ -496,7 +498,7 @@ impl<'a> BulkLoad<'a> {
 
         // The commit point.
         let commit_started = Instant::now();
-        let mut batch = stats.into_batch(inner, self.inserted, summary.new_terms)?;
+        let mut batch = commit_batch(inner, parts, self.inserted, summary.new_terms)?;
         let data_version = inner.data_version.load(Ordering::Acquire) + 1;
         let meta = inner.cf(keys::CF_META)?;
         batch.put_cf(
@@ -567,7 +569,7 @@ impl Sources<'_> {
         order: Order,
         default_index: Option<Index>,
         named_index: Option<Index>,
-    ) -> Result<(PassResult, Vec<(&'static str, Unsynced)>)> {
+    ) -> Result<(PassResult<PassStats>, PassFiles)> {
         let started = Instant::now();
         let mut acc = Accumulator::new(self.inner, self.base_empty, self.rdf_type)?;
         let mut writers = PassWriters::new(self.tmp, default_index, named_index);
@@ -705,7 +707,7 @@ impl PassWriters {
     }
 
     /// The written (unsynced) files with entries, by column family.
-    fn finish(self) -> Result<Vec<(&'static str, Unsynced)>> {
+    fn finish(self) -> Result<PassFiles> {
         let mut out = Vec::new();
         for (index, _, slot) in self.writers {
             if let Some(w) = slot {
@@ -719,8 +721,12 @@ impl PassWriters {
     }
 }
 
-/// A finished pass: its order, statistics, quads visited and seconds.
-type PassResult = (Order, PassStats, u64, f64);
+/// The index files a pass wrote (unsynced), by column family.
+type PassFiles = Vec<(&'static str, Unsynced)>;
+
+/// A finished pass: its order, its statistics (or its share of the commit batch), quads visited and
+/// seconds.
+type PassResult<S = CommitPart> = (Order, S, u64, f64);
 
 /// Bitmaps and counters computed by one pass (SPO: subjects and quads per graph; POS: quads per predicate,
 /// objects and pairs).
@@ -735,20 +741,6 @@ struct PassStats {
     pair_adds: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
     pair_sets: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
     named_graphs: FastSet<TermId>,
-}
-
-impl PassStats {
-    /// Adds another pass's results (passes fill disjoint parts).
-    fn absorb(&mut self, o: PassStats) {
-        self.graph_quads.extend(o.graph_quads);
-        self.predicate_quads.extend(o.predicate_quads);
-        self.predicate_objects.extend(o.predicate_objects);
-        self.predicate_subjects.extend(o.predicate_subjects);
-        self.graph_subjects.extend(o.graph_subjects);
-        self.pair_adds.extend(o.pair_adds);
-        self.pair_sets.extend(o.pair_sets);
-        self.named_graphs.extend(o.named_graphs);
-    }
 }
 
 /// Computes a pass's [`PassStats`] from its sorted stream.
@@ -912,36 +904,81 @@ impl<'d> Accumulator<'d> {
     }
 }
 
+/// Where a commit entry goes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Bitmaps,
+    Stats,
+    Graphs,
+}
+
+/// One entry of the commit batch: a merge operand, or a value put whole.
+struct CommitOp {
+    target: Target,
+    merge: bool,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// A pass's share of the commit batch, serialized on the pass's thread as soon as the pass ends. Serialized
+/// at the commit, LUBM-10's 12,600 bitmaps and counters (2.3 MB) took 15 ms on one thread after every pass
+/// had ended.
+#[derive(Default)]
+struct CommitPart {
+    ops: Vec<CommitOp>,
+    /// Named graphs new to the store.
+    new_graphs: i64,
+}
+
+impl CommitPart {
+    fn push(&mut self, target: Target, merge: bool, key: &[u8], value: Vec<u8>) {
+        self.ops.push(CommitOp {
+            target,
+            merge,
+            key: key.to_vec(),
+            value,
+        });
+    }
+}
+
 impl PassStats {
-    fn into_batch(self, inner: &Inner, inserted: u64, new_terms: u64) -> Result<WriteBatch> {
-        let mut batch = WriteBatch::default();
-        let bitmaps = inner.cf(keys::CF_BITMAPS)?;
+    /// Serializes these bitmaps and counters for the commit batch.
+    fn into_part(self, inner: &Inner) -> Result<CommitPart> {
+        let mut part = CommitPart::default();
         // A delta with no removals is stored like a plain set (no clone of the bitmap needed).
         let adds = BitmapDelta::set_to_bytes;
         for ((g, p), set) in &self.predicate_subjects {
-            batch.merge_cf(bitmaps, bitmap_key::predicate(*g, *p), adds(set));
+            part.push(
+                Target::Bitmaps,
+                true,
+                &bitmap_key::predicate(*g, *p),
+                adds(set),
+            );
         }
         for (g, set) in &self.graph_subjects {
-            batch.merge_cf(bitmaps, bitmap_key::graph(*g), adds(set));
+            part.push(Target::Bitmaps, true, &bitmap_key::graph(*g), adds(set));
         }
         for ((g, p, o), set) in &self.pair_adds {
-            batch.merge_cf(bitmaps, bitmap_key::predicate_object(*g, *p, *o), adds(set));
+            part.push(
+                Target::Bitmaps,
+                true,
+                &bitmap_key::predicate_object(*g, *p, *o),
+                adds(set),
+            );
         }
         for ((g, p, o), set) in &self.pair_sets {
-            batch.put_cf(
-                bitmaps,
-                bitmap_key::predicate_object(*g, *p, *o),
+            part.push(
+                Target::Bitmaps,
+                false,
+                &bitmap_key::predicate_object(*g, *p, *o),
                 BitmapDelta::set_to_bytes(set),
             );
         }
-        let stats = inner.cf(keys::CF_STATS)?;
         let mut add = |key: &[u8], d: i64| {
             if d != 0 {
-                batch.merge_cf(stats, key, d.to_le_bytes());
+                part.push(Target::Stats, true, key, d.to_le_bytes().to_vec());
             }
         };
-        add(stat_key::QUADS, inserted as i64);
-        add(stat_key::TERMS, new_terms as i64);
         for (g, n) in &self.graph_quads {
             add(&stat_key::graph_quads(*g), *n);
         }
@@ -952,18 +989,59 @@ impl PassStats {
             add(&stat_key::predicate_objects(*g, *p), *n);
         }
         let graphs = inner.cf(keys::CF_GRAPHS)?;
-        let mut new_graphs = 0i64;
         for g in &self.named_graphs {
             if inner.db.get_cf(graphs, g.to_be_bytes())?.is_none() {
-                new_graphs += 1;
+                part.new_graphs += 1;
+            }
+            part.push(Target::Graphs, false, &g.to_be_bytes(), Vec::new());
+        }
+        // In key order, each insert into the memtable's skip list starts where the previous one ended
+        // (LUBM-10: the commit's write 24 -> 16 ms).
+        part.ops
+            .sort_unstable_by(|a, b| (a.target, &a.key).cmp(&(b.target, &b.key)));
+        Ok(part)
+    }
+}
+
+/// The commit batch: every pass's part and the load's totals.
+fn commit_batch(
+    inner: &Inner,
+    parts: Vec<CommitPart>,
+    inserted: u64,
+    new_terms: u64,
+) -> Result<WriteBatch> {
+    let mut batch = WriteBatch::default();
+    let (bitmaps, stats, graphs) = (
+        inner.cf(keys::CF_BITMAPS)?,
+        inner.cf(keys::CF_STATS)?,
+        inner.cf(keys::CF_GRAPHS)?,
+    );
+    let mut new_graphs = 0i64;
+    for part in parts {
+        new_graphs += part.new_graphs;
+        for op in part.ops {
+            let cf = match op.target {
+                Target::Bitmaps => bitmaps,
+                Target::Stats => stats,
+                Target::Graphs => graphs,
+            };
+            if op.merge {
+                batch.merge_cf(cf, op.key, op.value);
+            } else {
+                batch.put_cf(cf, op.key, op.value);
             }
         }
-        add(stat_key::NAMED_GRAPHS, new_graphs);
-        for g in &self.named_graphs {
-            batch.put_cf(graphs, g.to_be_bytes(), []);
-        }
-        Ok(batch)
     }
+    for (key, d) in [
+        (stat_key::QUADS, inserted as i64),
+        (stat_key::TERMS, new_terms as i64),
+        (stat_key::NAMED_GRAPHS, new_graphs),
+    ] {
+        if d != 0 {
+            batch.merge_cf(stats, key, d.to_le_bytes());
+        }
+    }
+    Ok(batch)
 }
 
 /// Rolls back an interrupted bulk load (if the marker is present) and removes stale temporary directories.
