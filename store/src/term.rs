@@ -61,8 +61,13 @@ impl TermId {
     }
 
     /// The tag byte.
-    fn tag(self) -> u8 {
+    pub(crate) fn tag(self) -> u8 {
         (self.0 >> PAYLOAD_BITS) as u8
+    }
+
+    /// The payload: a dictionary id's counter.
+    pub(crate) fn counter(self) -> u64 {
+        self.0 & PAYLOAD_MASK
     }
 
     /// What kind of term this id denotes.

@@ -176,8 +176,9 @@ impl SharedDict {
             .map(|e| e.id)
     }
 
-    /// Takes the terms this load added to the dictionary, leaving the shared dictionary empty.
-    pub(crate) fn take_new_terms(&self) -> NewTerms {
+    /// Takes the terms this load added to the dictionary, leaving the shared dictionary empty. `counters`
+    /// holds every dictionary counter the load allocated.
+    pub(crate) fn take_new_terms(&self, counters: std::ops::Range<u64>) -> NewTerms {
         let mut terms = Vec::new();
         let mut pages = Vec::with_capacity(SHARDS);
         for (i, shard) in self.shards.iter().enumerate() {
@@ -191,7 +192,9 @@ impl SharedDict {
             );
             pages.push(shard.pages);
         }
-        terms.sort_unstable_by_key(|t| t.0);
+        if !place_in_id_order(&mut terms, counters.start) {
+            terms.sort_unstable_by_key(|t| t.0);
+        }
         NewTerms { pages, terms }
     }
 
@@ -206,6 +209,53 @@ impl SharedDict {
             })
             .sum()
     }
+}
+
+/// Puts `terms` in id order (kind, then counter) in place without a comparison sort, when their counters
+/// are exactly `first..first + len` (a load allocates counters densely); `false`, changing nothing, when
+/// they are not. LUBM-10, 315k terms: collecting them 39–52 -> 16–24 ms; BSBM 8–12 -> 3.5 ms. Takes 4 bytes a
+/// term where a copy in order would take 24 (10M-triple loads run close to their memory budget).
+fn place_in_id_order(terms: &mut [(TermId, u32, Span)], first: u64) -> bool {
+    const UNSET: u32 = u32::MAX;
+    let n = terms.len();
+    if n >= UNSET as usize {
+        return false;
+    }
+    // Per counter: its term's tag, then its term's position.
+    let mut position = vec![UNSET; n];
+    let index = |id: TermId| {
+        id.counter()
+            .checked_sub(first)
+            .and_then(|c| usize::try_from(c).ok())
+    };
+    let mut per_kind = [0u32; 3];
+    for t in terms.iter() {
+        let tag = t.0.tag();
+        match index(t.0).and_then(|c| position.get_mut(c)) {
+            Some(slot) if *slot == UNSET && usize::from(tag) < per_kind.len() => {
+                *slot = u32::from(tag);
+                per_kind[usize::from(tag)] += 1;
+            }
+            _ => return false,
+        }
+    }
+    // Kinds in tag order, as ids sort; counters in order within a kind.
+    let mut next = [0, per_kind[0], per_kind[0] + per_kind[1]];
+    for p in position.iter_mut() {
+        let kind = *p as usize;
+        *p = next[kind];
+        next[kind] += 1;
+    }
+    // Counters are distinct and cover 0..n, so positions are a permutation: follow its cycles.
+    for i in 0..n {
+        while let Some(target) = index(terms[i].0).map(|c| position[c] as usize) {
+            if target == i {
+                break;
+            }
+            terms.swap(i, target);
+        }
+    }
+    true
 }
 
 /// A quad's terms by position (subject, predicate, object, graph); `None` for the default graph.
@@ -570,6 +620,44 @@ mod tests {
         NewTerms {
             pages: vec![pages],
             terms,
+        }
+    }
+
+    #[test]
+    fn dense_counters_are_placed_in_id_order() {
+        let kinds = [DictKind::Literal, DictKind::Iri, DictKind::Blank];
+        let span = |i: u32| Span {
+            page: i,
+            start: 0,
+            len: 0,
+        };
+        for n in [0u64, 1, 2, 7, 1000] {
+            // Counters 100..100 + n of mixed kinds, in a scrambled order.
+            let mut terms: Vec<(TermId, u32, Span)> = (0..n)
+                .map(|i| {
+                    let c = 100 + (i * 7919) % n.max(1);
+                    (
+                        TermId::from_counter(kinds[(c % 3) as usize], c),
+                        c as u32,
+                        span(c as u32),
+                    )
+                })
+                .collect();
+            let mut expected = terms.clone();
+            expected.sort_unstable_by_key(|t| t.0);
+            assert!(place_in_id_order(&mut terms, 100), "{n}");
+            let ids = |v: &[(TermId, u32, Span)]| v.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>();
+            assert_eq!(ids(&terms), ids(&expected), "{n}");
+        }
+        // A gap, a repeat or a counter below the range: refused, untouched.
+        for counters in [vec![100, 102], vec![100, 100], vec![99, 100]] {
+            let mut terms: Vec<_> = counters
+                .iter()
+                .map(|&c| (TermId::from_counter(DictKind::Iri, c), 0, span(0)))
+                .collect();
+            let before: Vec<TermId> = terms.iter().map(|t| t.0).collect();
+            assert!(!place_in_id_order(&mut terms, 100), "{counters:?}");
+            assert_eq!(terms.iter().map(|t| t.0).collect::<Vec<_>>(), before);
         }
     }
 

@@ -299,9 +299,11 @@ impl<'a> BulkLoad<'a> {
         let side_by_side = in_memory
             .as_ref()
             .is_some_and(|q| q.len() * 32 <= self.max_memory / 4);
+        // Every counter the load allocated: the writer lock keeps other writers out.
+        let counters = self.first_new_counter..inner.next_id.load(Ordering::Relaxed);
         let (new_terms, (packed, in_memory)) = if side_by_side {
             std::thread::scope(|scope| {
-                let terms = scope.spawn(|| dict.take_new_terms());
+                let terms = scope.spawn(|| dict.take_new_terms(counters));
                 let packed = pack(in_memory);
                 let terms = terms
                     .join()
@@ -309,7 +311,7 @@ impl<'a> BulkLoad<'a> {
                 terms.map(|t| (t, packed))
             })?
         } else {
-            let terms = dict.take_new_terms();
+            let terms = dict.take_new_terms(counters);
             (terms, pack(in_memory))
         };
         if packed.is_some() {
