@@ -528,9 +528,19 @@ fn load(
     max_memory: usize,
     threads: Option<usize>,
 ) -> Result<()> {
-    let store = Store::open(location)?;
-    let bulk = mode == Mode::Bulk || (mode == Mode::Auto && store.reader().is_empty()?);
     let inputs: Vec<Input> = files.iter().map(|f| Input::from_arg(f)).collect();
+    // A new store is created while the input is parsed (see `bulk_load_new`); RocksDB's `CURRENT` file
+    // marks an existing one.
+    let new_store = mode != Mode::Transactional && !location.join("CURRENT").exists();
+    let store = if new_store {
+        None
+    } else {
+        Some(Store::open(location)?)
+    };
+    let bulk = match &store {
+        None => true,
+        Some(store) => mode == Mode::Bulk || (mode == Mode::Auto && store.reader().is_empty()?),
+    };
     let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template(
@@ -557,9 +567,16 @@ fn load(
         if let Some(t) = threads {
             bulk_options.threads = t.max(1);
         }
-        loaders::bulk_load(&store, &inputs, &bulk_options, &mut on_progress)
+        match &store {
+            Some(store) => loaders::bulk_load(store, &inputs, &bulk_options, &mut on_progress),
+            None => loaders::bulk_load_new(location, &inputs, &bulk_options, &mut on_progress)
+                .map(|(_, report)| report),
+        }
+    } else if let Some(store) = &store {
+        loaders::load(store, &inputs, options, &mut on_progress)
     } else {
-        loaders::load(&store, &inputs, options, &mut on_progress)
+        // `bulk` is true without a store.
+        return Ok(());
     };
     bar.finish_and_clear();
     let report = report?;

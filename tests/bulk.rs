@@ -328,3 +328,70 @@ fn bulk_rdfxml_split_in_parallel_equals_the_sequential_parse() {
     assert_eq!(report.parsed, 99_565);
     assert_same("lubm-1 RDF/XML", &txn, &blk);
 }
+
+#[test]
+fn bulk_load_new_creates_the_store_while_parsing() {
+    // LUBM-1 takes the store over while parsing; the ten-line file only when finishing (parsed before
+    // the store is open).
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.nt");
+    let lines: String = (0..10)
+        .map(|i| format!("<http://e.com/s{i}> <http://e.com/p> \"v{i}\" .\n"))
+        .collect();
+    std::fs::write(&small, lines).unwrap();
+    for (name, file) in [
+        ("lubm-1", shared("lubm/lubm-1.nt.gz")),
+        ("bsbm-pc1000 ttl", shared("bsbm/bsbm-pc1000.ttl.gz")),
+        ("small", small.clone()),
+    ] {
+        let (_d1, txn) = transactional(&file);
+        let path = dir.path().join(format!("new-{}", name.replace(' ', "-")));
+        let (blk, report) = loaders::bulk_load_new(
+            &path,
+            &[Input::Path(file.clone())],
+            &BulkLoadOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.inserted, txn.reader().len().unwrap(), "{name}");
+        assert_same(name, &txn, &blk);
+        drop(blk);
+        // Reopened from disk, the same.
+        assert_same(name, &txn, &Store::open(&path).unwrap());
+    }
+
+    // A syntax error leaves the new store empty.
+    let bad = dir.path().join("bad.nt");
+    std::fs::write(&bad, "<http://e.com/s> <http://e.com/p> <not an iri> .\n").unwrap();
+    let path = dir.path().join("new-bad");
+    let Err(err) = loaders::bulk_load_new(
+        &path,
+        &[Input::Path(bad)],
+        &BulkLoadOptions::default(),
+        &mut |_| {},
+    ) else {
+        panic!("a syntax error must fail the load");
+    };
+    assert!(err.to_string().contains("<not an iri>"), "{err}");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.reader().len().unwrap(), 0);
+    assert_eq!(store.reader().statistics().unwrap().terms, 0);
+
+    // A detached load is refused by a store that already holds terms: its ids would clash.
+    loaders::load(
+        &store,
+        &[Input::Path(small)],
+        &LoadOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let refused = store.bulk_loader_from(
+        &tern::store::BulkOptions::default(),
+        tern::store::DetachedBulkLoad::new(),
+    );
+    assert!(
+        matches!(refused, Err(tern::store::StoreError::NotNew(_))),
+        "{:?}",
+        refused.err()
+    );
+}

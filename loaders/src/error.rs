@@ -74,4 +74,7 @@ pub enum LoadError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] tern_store::StoreError),
+    /// The store could not be opened (or created).
+    #[error(transparent)]
+    Open(#[from] tern_store::OpenError),
 }

@@ -13,7 +13,7 @@ mod load;
 mod xmlliteral;
 
 pub use bulk::ntriples::{valid_term, Line, LineParser};
-pub use bulk::{bulk_load, BulkLoadOptions};
+pub use bulk::{bulk_load, bulk_load_new, BulkLoadOptions};
 pub use dump::{convert, dump, serializer, GraphChoice, WELL_KNOWN_PREFIXES};
 pub use error::{LoadError, SyntaxError};
 pub use format::{Compression, Format};

@@ -82,6 +82,12 @@ pub enum StoreError {
     /// RDF 1.2 triple terms are not supported by this format version.
     #[error("unsupported term: {0}")]
     UnsupportedTerm(String),
+    /// A load started for a new store found it written to by someone else once it was open.
+    #[error(
+        "the store at {0} was written to while it was being created for this load; nothing was loaded, \
+         load again"
+    )]
+    NotNew(std::path::PathBuf),
 }
 
 /// Shorthand for store results.

@@ -32,7 +32,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 /// See [`FastMap`].
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-pub use bulk::{BulkEncoder, BulkLoad, BulkOptions, BulkSummary, SstWriter};
+pub use bulk::{BulkEncoder, BulkLoad, BulkOptions, BulkSummary, DetachedBulkLoad, SstWriter};
 pub use error::{OpenError, Result, StoreError, VerifyError};
 pub use events::{CommitEvent, COMMIT_EVENT_QUAD_CAP};
 pub use keys::{IdQuad, Index};

@@ -12,7 +12,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
-use crate::bulk::{self, BulkLoad, BulkOptions};
+use crate::bulk::{self, BulkLoad, BulkOptions, DetachedBulkLoad};
 use crate::error::{OpenError, Result, StoreError};
 use crate::keys::{self, Index};
 use crate::merge;
@@ -24,6 +24,8 @@ use crate::transaction::{CommitSummary, Transaction};
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build upgrades on a read-write open (see [`upgrade_from_1`]).
 const OLDEST_UPGRADABLE: u32 = 1;
+/// The dictionary counter of a new store.
+pub(crate) const FIRST_COUNTER: u64 = 1;
 /// `meta` key present while an upgrade is under way; its value is the version it started from (u32 BE).
 const META_UPGRADING: &[u8] = b"upgrading_from";
 
@@ -240,10 +242,10 @@ impl Store {
                     keys::META_FORMAT_VERSION,
                     FORMAT_VERSION.to_be_bytes(),
                 );
-                batch.put_cf(meta, keys::META_NEXT_ID, 1u64.to_be_bytes());
+                batch.put_cf(meta, keys::META_NEXT_ID, FIRST_COUNTER.to_be_bytes());
                 batch.put_cf(meta, keys::META_DATA_VERSION, 0u64.to_be_bytes());
                 db.write(batch).map_err(storage)?;
-                (1, 0)
+                (FIRST_COUNTER, 0)
             }
         };
         let mut write_options = WriteOptions::default();
@@ -278,7 +280,25 @@ impl Store {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
-        BulkLoad::new(&self.inner, self.inner.lock_writer(), options)
+        BulkLoad::new(&self.inner, self.inner.lock_writer(), options, None)
+    }
+
+    /// [`Store::bulk_loader`] taking over `detached`, a load started while this store was being created
+    /// (see [`DetachedBulkLoad`]). Fails with [`StoreError::NotNew`] if the store holds data or terms.
+    pub fn bulk_loader_from(
+        &self,
+        options: &BulkOptions,
+        detached: DetachedBulkLoad,
+    ) -> Result<BulkLoad<'_>> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        BulkLoad::new(
+            &self.inner,
+            self.inner.lock_writer(),
+            options,
+            Some(detached),
+        )
     }
 
     /// The store directory.

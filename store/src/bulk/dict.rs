@@ -7,7 +7,7 @@
 //! for a store that already holds data, one batched read of `term2id` for terms the load has not seen yet.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foldhash::fast::FixedState;
@@ -94,9 +94,14 @@ impl Shard {
 pub(crate) struct SharedDict {
     shards: Vec<Mutex<Shard>>,
     hasher: FixedState,
-    inner: Arc<Inner>,
+    /// The store, for `term2id` reads; `None` only with `empty_base` (a load into a store still being
+    /// created).
+    inner: Option<Arc<Inner>>,
     /// Whether the store had no dictionary entry when the load started (no `term2id` reads needed).
     empty_base: bool,
+    /// The next dictionary counter. The load's own: the store's counter takes its value when the load
+    /// finishes (the load holds the writer lock until then, so no one else allocates).
+    next: AtomicU64,
 }
 
 /// The terms a load added to the dictionary, in id order.
@@ -151,13 +156,20 @@ impl NewTerms {
 }
 
 impl SharedDict {
-    pub(crate) fn new(inner: Arc<Inner>, empty_base: bool) -> Self {
+    /// A dictionary allocating counters from `next`. Without `inner`, the base must be empty.
+    pub(crate) fn new(inner: Option<Arc<Inner>>, empty_base: bool, next: u64) -> Self {
         SharedDict {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: FixedState::with_seed(0x7465726e),
+            empty_base: empty_base || inner.is_none(),
             inner,
-            empty_base,
+            next: AtomicU64::new(next),
         }
+    }
+
+    /// The next counter this load would allocate.
+    pub(crate) fn next_counter(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
     }
 
     fn hash(&self, bytes: &[u8]) -> u64 {
@@ -540,18 +552,17 @@ impl BulkEncoder {
         // Terms the store may already know.
         stored.clear();
         stored.resize(n, None);
-        if !self.dict.empty_base {
+        if let (false, Some(inner)) = (self.dict.empty_base, &self.dict.inner) {
             let misses: Vec<usize> = (0..n).filter(|&i| !resolved[i]).collect();
             let keys: Vec<_> = misses
                 .iter()
                 .map(|&i| term_key(bytes_of(&self.distinct[i])))
                 .collect();
-            let cf = self.dict.inner.cf(keys::CF_TERM2ID)?;
-            for (&i, v) in misses.iter().zip(self.dict.inner.db.batched_multi_get_cf(
-                cf,
-                keys.iter(),
-                false,
-            )) {
+            let cf = inner.cf(keys::CF_TERM2ID)?;
+            for (&i, v) in misses
+                .iter()
+                .zip(inner.db.batched_multi_get_cf(cf, keys.iter(), false))
+            {
                 if let Some(v) = v? {
                     stored[i] = Some(
                         TermId::from_be_slice(&v)
@@ -581,7 +592,7 @@ impl BulkEncoder {
                 let (id, new) = match stored[i] {
                     Some(id) => (id, false),
                     None => {
-                        let counter = self.dict.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                        let counter = self.dict.next.fetch_add(1, Ordering::Relaxed);
                         if counter > MAX_DICTIONARY_ID {
                             return Err(StoreError::DictionaryFull);
                         }
