@@ -572,11 +572,14 @@ fn load(
             None => loaders::bulk_load_new(location, &inputs, &bulk_options, &mut on_progress)
                 .map(|(_, report)| report),
         }
-    } else if let Some(store) = &store {
-        loaders::load(store, &inputs, options, &mut on_progress)
     } else {
-        // `bulk` is true without a store.
-        return Ok(());
+        match &store {
+            Some(store) => loaders::load(store, &inputs, options, &mut on_progress),
+            // Without a store, `bulk` is true.
+            None => Store::open(location)
+                .map_err(Into::into)
+                .and_then(|store| loaders::load(&store, &inputs, options, &mut on_progress)),
+        }
     };
     bar.finish_and_clear();
     let report = report?;

@@ -82,10 +82,11 @@ pub enum StoreError {
     /// RDF 1.2 triple terms are not supported by this format version.
     #[error("unsupported term: {0}")]
     UnsupportedTerm(String),
-    /// A load started for a new store found it written to by someone else once it was open.
+    /// A load started as a load into a new store found data in the store once it was open (another
+    /// process wrote to it meanwhile, or the caller passed an existing store).
     #[error(
-        "the store at {0} was written to while it was being created for this load; nothing was loaded, \
-         load again"
+        "the store at {0} already holds data, but this load began as a load into a new store; nothing \
+         was loaded: load again (into an existing store, `tern load` reads it first)"
     )]
     NotNew(std::path::PathBuf),
 }

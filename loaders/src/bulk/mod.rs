@@ -215,6 +215,16 @@ struct Opening {
     store: OnceLock<Store>,
 }
 
+impl Drop for Opening {
+    /// Never leaves the store opening behind (it would hold its lock), even on a panic.
+    fn drop(&mut self) {
+        let handle = self.handle.get_mut().map_or(None, Option::take);
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
 impl Opening {
     /// Whether the store is open (or failed to open): taking it over will not wait.
     fn ready(&self) -> bool {
@@ -295,10 +305,13 @@ impl<'s> Session<'s> {
     fn add(&mut self, quads: &mut Vec<IdQuad>) -> Result<(), LoadError> {
         match self {
             Session::Opening {
-                detached, opening, ..
+                detached,
+                opening,
+                options,
             } => {
                 detached.add(quads);
-                if opening.ready() {
+                // Waits for the store rather than hold more than the store's load would before spilling.
+                if opening.ready() || detached.memory_bytes() >= options.max_memory / 3 {
                     self.take_over()?;
                 }
                 Ok(())

@@ -33,7 +33,8 @@ pub(crate) fn sort_by_bytes<T: Clone>(items: &mut [T], key: impl Fn(&T) -> &[u8]
     let mut todo = vec![(0, items.len(), 0)];
     while let Some((start, end, depth)) = todo.pop() {
         let group = &mut items[start..end];
-        if group.len() <= SMALL {
+        // Positions are `u32`s below (4 billion terms would not fit in memory anyway).
+        if group.len() <= SMALL || u32::try_from(group.len()).is_err() {
             group.sort_unstable_by(|a, b| key(a)[depth..].cmp(&key(b)[depth..]));
             continue;
         }

@@ -99,8 +99,9 @@ pub(crate) struct SharedDict {
     inner: Option<Arc<Inner>>,
     /// Whether the store had no dictionary entry when the load started (no `term2id` reads needed).
     empty_base: bool,
-    /// The next dictionary counter. The load's own: the store's counter takes its value when the load
-    /// finishes (the load holds the writer lock until then, so no one else allocates).
+    /// The next dictionary counter. The load's own: the store's counter is raised to it when the load
+    /// starts to finish, and stays raised if finishing fails (unused ids are harmless); the load holds the
+    /// writer lock, so no one else allocates meanwhile.
     next: AtomicU64,
 }
 
@@ -188,9 +189,9 @@ impl SharedDict {
             .map(|e| e.id)
     }
 
-    /// Takes the terms this load added to the dictionary, leaving the shared dictionary empty. `counters`
-    /// holds every dictionary counter the load allocated.
-    pub(crate) fn take_new_terms(&self, counters: std::ops::Range<u64>) -> NewTerms {
+    /// Takes the terms this load added to the dictionary, leaving the shared dictionary empty. `first` is
+    /// the load's first dictionary counter.
+    pub(crate) fn take_new_terms(&self, first: u64) -> NewTerms {
         let mut terms = Vec::new();
         let mut pages = Vec::with_capacity(SHARDS);
         for (i, shard) in self.shards.iter().enumerate() {
@@ -204,7 +205,7 @@ impl SharedDict {
             );
             pages.push(shard.pages);
         }
-        if !place_in_id_order(&mut terms, counters.start) {
+        if !place_in_id_order(&mut terms, first) {
             terms.sort_unstable_by_key(|t| t.0);
         }
         NewTerms { pages, terms }

@@ -117,8 +117,6 @@ pub struct BulkLoad<'a> {
 pub struct DetachedBulkLoad {
     dict: Arc<SharedDict>,
     quads: Vec<IdQuad>,
-    received: u64,
-    has_named: bool,
 }
 
 impl Default for DetachedBulkLoad {
@@ -126,8 +124,6 @@ impl Default for DetachedBulkLoad {
         DetachedBulkLoad {
             dict: Arc::new(SharedDict::new(None, true, crate::store::FIRST_COUNTER)),
             quads: Vec::new(),
-            received: 0,
-            has_named: false,
         }
     }
 }
@@ -143,16 +139,16 @@ impl DetachedBulkLoad {
         BulkEncoder::new(Arc::clone(&self.dict))
     }
 
-    /// Takes a batch of encoded quads (leaving `quads` empty for reuse).
+    /// Takes a batch of encoded quads (leaving `quads` empty for reuse). They are only kept: the store's
+    /// [`BulkLoad`] counts and sorts them when it takes over.
     pub fn add(&mut self, quads: &mut Vec<IdQuad>) {
-        self.received += quads.len() as u64;
-        self.has_named = self.has_named || quads.iter().any(|q| !q.in_default_graph());
         self.quads.append(quads);
     }
 
-    /// Quads received so far.
-    pub fn received(&self) -> u64 {
-        self.received
+    /// Bytes of quads held: a caller that cannot wait for the store should stop adding well before its
+    /// memory budget (the store's [`BulkLoad`] spills to disk; this cannot).
+    pub fn memory_bytes(&self) -> usize {
+        self.quads.len() * std::mem::size_of::<IdQuad>()
     }
 }
 
@@ -186,14 +182,28 @@ impl<'a> BulkLoad<'a> {
         // the rest). Reserved up front: growing by doubling would copy it and overshoot the budget.
         let run_capacity = (options.max_memory / 3 / 32).max(1 << 16);
         let first_new_counter = inner.next_id.load(Ordering::Relaxed);
+        let (dict, mut quads) = match detached {
+            Some(detached) => {
+                // Its ids were given as in a new store: valid only if the store is still as created.
+                if !(base_empty && terms_empty && first_new_counter == crate::store::FIRST_COUNTER)
+                {
+                    return Err(StoreError::NotNew(inner.path.clone()));
+                }
+                (detached.dict, detached.quads)
+            }
+            None => (
+                Arc::new(SharedDict::new(
+                    Some(Arc::clone(inner)),
+                    terms_empty,
+                    first_new_counter,
+                )),
+                Vec::new(),
+            ),
+        };
         let mut load = BulkLoad {
             inner,
             _guard: guard,
-            dict: Arc::new(SharedDict::new(
-                Some(Arc::clone(inner)),
-                terms_empty,
-                first_new_counter,
-            )),
+            dict,
             tmp,
             base_empty,
             first_new_counter,
@@ -205,15 +215,7 @@ impl<'a> BulkLoad<'a> {
             has_named: false,
             max_memory: options.max_memory,
         };
-        if let Some(mut detached) = detached {
-            // Its ids were given as in a new store: valid only if the store is still as created.
-            if !(base_empty && terms_empty && first_new_counter == crate::store::FIRST_COUNTER) {
-                return Err(StoreError::NotNew(inner.path.clone()));
-            }
-            load.dict = detached.dict;
-            load.has_named = detached.has_named;
-            load.add(&mut detached.quads)?;
-        }
+        load.add(&mut quads)?;
         Ok(load)
     }
 
@@ -365,11 +367,10 @@ impl<'a> BulkLoad<'a> {
         let side_by_side = in_memory
             .as_ref()
             .is_some_and(|q| q.len() * 32 <= self.max_memory / 4);
-        // Every counter the load allocated: the writer lock keeps other writers out.
-        let counters = self.first_new_counter..inner.next_id.load(Ordering::Relaxed);
+        let first_counter = self.first_new_counter;
         let (new_terms, (packed, in_memory)) = if side_by_side {
             std::thread::scope(|scope| {
-                let terms = scope.spawn(|| dict.take_new_terms(counters));
+                let terms = scope.spawn(|| dict.take_new_terms(first_counter));
                 let packed = pack(in_memory);
                 let terms = terms
                     .join()
@@ -377,7 +378,7 @@ impl<'a> BulkLoad<'a> {
                 terms.map(|t| (t, packed))
             })?
         } else {
-            let terms = dict.take_new_terms(counters);
+            let terms = dict.take_new_terms(first_counter);
             (terms, pack(in_memory))
         };
         if packed.is_some() {
