@@ -135,7 +135,24 @@ impl Packed {
         };
         let keys = bucket_sort(&self.keys, relayout, self.bits.iter().sum());
         let mut previous = None;
-        for &k in &keys {
+        for (i, &k) in keys.iter().enumerate() {
+            // The id tables of the fields after the first are read in random order (LUBM-10: 2.4 MB
+            // each, beyond the 1 MB L2 cache): a quarter of this function's time was one load's miss.
+            // Asking for the entries of a key a few dozen ahead overlaps those misses with the work
+            // on the keys in between.
+            #[cfg(target_arch = "x86_64")]
+            if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
+                for f in [S, P, O] {
+                    if let Some(entry) = self.ids[f].get(((ahead >> to[f]) & mask[f]) as usize) {
+                        // SAFETY: a prefetch is only a hint; the pointer comes from a reference.
+                        unsafe {
+                            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                                std::ptr::from_ref(entry).cast::<i8>(),
+                            );
+                        }
+                    }
+                }
+            }
             if previous.replace(k) == Some(k) {
                 continue;
             }
@@ -145,6 +162,9 @@ impl Packed {
         Ok(())
     }
 }
+
+/// How many keys ahead [`Packed::visit_sorted`] prefetches id table entries.
+const PREFETCH_AHEAD: usize = 32;
 
 /// Below this many keys, a plain `sort_unstable` of a copy is as fast as bucketing.
 const BUCKET_MIN_KEYS: usize = 1 << 16;
