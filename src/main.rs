@@ -558,28 +558,19 @@ fn load(
         let rate = p.quads as f64 / started.elapsed().as_secs_f64().max(1e-3);
         bar.set_message(format!("{} triples, {:.0} triples/s", p.quads, rate));
     };
-    let report = if bulk {
-        let mut bulk_options = loaders::BulkLoadOptions {
-            load: options.clone(),
-            max_memory,
-            ..Default::default()
-        };
-        if let Some(t) = threads {
-            bulk_options.threads = t.max(1);
-        }
-        match &store {
-            Some(store) => loaders::bulk_load(store, &inputs, &bulk_options, &mut on_progress),
-            None => loaders::bulk_load_new(location, &inputs, &bulk_options, &mut on_progress)
-                .map(|(_, report)| report),
-        }
-    } else {
-        match &store {
-            Some(store) => loaders::load(store, &inputs, options, &mut on_progress),
-            // Without a store, `bulk` is true.
-            None => Store::open(location)
-                .map_err(Into::into)
-                .and_then(|store| loaders::load(&store, &inputs, options, &mut on_progress)),
-        }
+    let mut bulk_options = loaders::BulkLoadOptions {
+        load: options.clone(),
+        max_memory,
+        ..Default::default()
+    };
+    if let Some(t) = threads {
+        bulk_options.threads = t.max(1);
+    }
+    let report = match &store {
+        None => loaders::bulk_load_new(location, &inputs, &bulk_options, &mut on_progress)
+            .map(|(_, report)| report),
+        Some(store) if bulk => loaders::bulk_load(store, &inputs, &bulk_options, &mut on_progress),
+        Some(store) => loaders::load(store, &inputs, options, &mut on_progress),
     };
     bar.finish_and_clear();
     let report = report?;

@@ -67,14 +67,19 @@ fn summary(store: &Store) -> BTreeMap<String, u64> {
 fn transactional(file: &Path) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    load_into(&store, file);
+    (dir, store)
+}
+
+/// A transactional load of `file` into `store`.
+fn load_into(store: &Store, file: &Path) {
     loaders::load(
-        &store,
+        store,
         &[Input::Path(file.to_path_buf())],
         &LoadOptions::default(),
         &mut |_| {},
     )
     .unwrap();
-    (dir, store)
 }
 
 fn bulk(file: &Path, max_memory: usize) -> (tempfile::TempDir, Store, loaders::LoadReport) {
@@ -154,13 +159,7 @@ fn bulk_into_non_empty_store_deduplicates() {
     let lubm = shared("lubm/lubm-1.nt.gz");
     let bsbm = shared("bsbm/bsbm-pc1000.nt.gz");
     let (_d1, txn) = transactional(&lubm);
-    loaders::load(
-        &txn,
-        &[Input::Path(bsbm.clone())],
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    load_into(&txn, &bsbm);
     let (_d2, blk, _) = bulk(&lubm, 1 << 30);
     let options = BulkLoadOptions::default();
     // Load lubm-1 again (all duplicates) and bsbm (all new) into the non-empty store.
@@ -378,13 +377,7 @@ fn bulk_load_new_creates_the_store_while_parsing() {
     assert_eq!(store.reader().statistics().unwrap().terms, 0);
 
     // A detached load is refused by a store that already holds terms: its ids would clash.
-    loaders::load(
-        &store,
-        &[Input::Path(small)],
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    load_into(&store, &small);
     let refused = store.bulk_loader_from(
         &tern::store::BulkOptions::default(),
         tern::store::DetachedBulkLoad::new(),

@@ -277,10 +277,7 @@ impl Store {
 
     /// Starts a bulk load (see [`BulkLoad`]). Holds the writer lock until finished or dropped.
     pub fn bulk_loader(&self, options: &BulkOptions) -> Result<BulkLoad<'_>> {
-        if self.inner.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        BulkLoad::new(&self.inner, self.inner.lock_writer(), options, None)
+        self.start_bulk_load(options, None)
     }
 
     /// [`Store::bulk_loader`] taking over `detached`, a load started while this store was being created
@@ -290,15 +287,18 @@ impl Store {
         options: &BulkOptions,
         detached: DetachedBulkLoad,
     ) -> Result<BulkLoad<'_>> {
+        self.start_bulk_load(options, Some(detached))
+    }
+
+    fn start_bulk_load(
+        &self,
+        options: &BulkOptions,
+        detached: Option<DetachedBulkLoad>,
+    ) -> Result<BulkLoad<'_>> {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
-        BulkLoad::new(
-            &self.inner,
-            self.inner.lock_writer(),
-            options,
-            Some(detached),
-        )
+        BulkLoad::new(&self.inner, self.inner.lock_writer(), options, detached)
     }
 
     /// The store directory.

@@ -228,13 +228,11 @@ impl Drop for Opening {
 impl Opening {
     /// Whether the store is open (or failed to open): taking it over will not wait.
     fn ready(&self) -> bool {
-        self.store.get().is_some()
-            || self
-                .handle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .is_none_or(JoinHandle::is_finished)
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
     }
 
     /// The store, waiting for it.
@@ -323,17 +321,15 @@ impl<'s> Session<'s> {
 
     /// The store's [`BulkLoad`], waiting for the store if needed.
     fn take_over(&mut self) -> Result<&mut BulkLoad<'s>, LoadError> {
-        if let Session::Opening { .. } = self {
-            let Session::Opening {
+        // Left `Switching` if taking over fails.
+        *self = match std::mem::replace(self, Session::Switching) {
+            Session::Opening {
                 detached,
                 opening,
                 options,
-            } = std::mem::replace(self, Session::Switching)
-            else {
-                unreachable!("matched above")
-            };
-            *self = Session::Open(opening.store()?.bulk_loader_from(&options, detached)?);
-        }
+            } => Session::Open(opening.store()?.bulk_loader_from(&options, detached)?),
+            other => other,
+        };
         match self {
             Session::Open(load) => Ok(load),
             _ => Err(abandoned()),

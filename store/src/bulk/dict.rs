@@ -94,11 +94,9 @@ impl Shard {
 pub(crate) struct SharedDict {
     shards: Vec<Mutex<Shard>>,
     hasher: FixedState,
-    /// The store, for `term2id` reads; `None` only with `empty_base` (a load into a store still being
-    /// created).
-    inner: Option<Arc<Inner>>,
-    /// Whether the store had no dictionary entry when the load started (no `term2id` reads needed).
-    empty_base: bool,
+    /// The store to read `term2id` from, for terms the load has not seen; `None` when the store had no
+    /// dictionary entry when the load started (or is still being created).
+    stored_terms: Option<Arc<Inner>>,
     /// The next dictionary counter. The load's own: the store's counter is raised to it when the load
     /// starts to finish, and stays raised if finishing fails (unused ids are harmless); the load holds the
     /// writer lock, so no one else allocates meanwhile.
@@ -157,13 +155,12 @@ impl NewTerms {
 }
 
 impl SharedDict {
-    /// A dictionary allocating counters from `next`. Without `inner`, the base must be empty.
-    pub(crate) fn new(inner: Option<Arc<Inner>>, empty_base: bool, next: u64) -> Self {
+    /// A dictionary allocating counters from `next`, reading `term2id` from `stored_terms` if given.
+    pub(crate) fn new(stored_terms: Option<Arc<Inner>>, next: u64) -> Self {
         SharedDict {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: FixedState::with_seed(0x7465726e),
-            empty_base: empty_base || inner.is_none(),
-            inner,
+            stored_terms,
             next: AtomicU64::new(next),
         }
     }
@@ -389,19 +386,32 @@ impl BulkEncoder {
         mut valid: impl FnMut(TermRef<'_>) -> bool,
     ) -> bool {
         let mut slots = [Slot::Known(TermId::DEFAULT_GRAPH); 4];
-        let mut unknown: [Option<TermRef<'_>>; 4] = [None; 4];
+        let mut unknown: [Option<(TermRef<'_>, DictKind, u64)>; 4] = [None; 4];
         for (pos, term) in quad_terms(quad).into_iter().enumerate() {
-            match fixed_slot(term).or_else(|t| self.known_slot(pos, t).map_err(|_| t)) {
+            match fixed_slot(term) {
                 Ok(slot) => slots[pos] = slot,
-                Err(t) => unknown[pos] = Some(t),
+                Err(t) => match self.known_slot(pos, t) {
+                    Ok(slot) => slots[pos] = slot,
+                    Err((kind, hash)) => unknown[pos] = Some((t, kind, hash)),
+                },
             }
         }
-        if unknown.iter().flatten().any(|&t| !valid(t)) {
+        if unknown.iter().flatten().any(|&(t, ..)| !valid(t)) {
             return false;
         }
-        for (pos, t) in unknown.into_iter().enumerate() {
-            if let Some(t) = t {
-                slots[pos] = self.slot_for(pos, t);
+        for (pos, new) in unknown.into_iter().enumerate() {
+            if let Some((t, kind, hash)) = new {
+                // The previous-term and local-cache lookups that failed above still fail (neither changes
+                // before the flush); only the chunk may have gained the term, from an earlier position of
+                // this quad.
+                encode_term(t, &mut self.buf);
+                slots[pos] = match self.chunk_slot(hash) {
+                    Some(slot) => {
+                        self.remember(pos, slot);
+                        slot
+                    }
+                    None => self.add_distinct(pos, kind, hash),
+                };
             }
         }
         self.slots.extend_from_slice(&slots);
@@ -426,19 +436,21 @@ impl BulkEncoder {
         }) {
             Slot::Known(*id)
         } else {
-            let arena = &self.arena;
-            let distinct = &self.distinct;
-            let Some(&i) = self.chunk_table.find(hash, |&i| {
-                let d = &distinct[i as usize];
-                arena[d.start as usize..d.end as usize] == **buf
-            }) else {
-                return Err((kind, hash));
-            };
-            self.distinct[i as usize].repeated = true;
-            Slot::Pending(i)
+            self.chunk_slot(hash).ok_or((kind, hash))?
         };
         self.remember(pos, slot);
         Ok(slot)
+    }
+
+    /// The slot of the term in `self.buf` if the current chunk has it (marked as repeated).
+    fn chunk_slot(&mut self, hash: u64) -> Option<Slot> {
+        let (arena, distinct, buf) = (&self.arena, &self.distinct, &self.buf);
+        let &i = self.chunk_table.find(hash, |&i| {
+            let d = &distinct[i as usize];
+            arena[d.start as usize..d.end as usize] == **buf
+        })?;
+        self.distinct[i as usize].repeated = true;
+        Some(Slot::Pending(i))
     }
 
     /// Remembers the term in `self.buf` as the previous term at `pos`.
@@ -451,10 +463,14 @@ impl BulkEncoder {
 
     /// The slot of a term: known, or a new distinct term of the chunk.
     fn slot_for(&mut self, pos: usize, term: TermRef<'_>) -> Slot {
-        let (kind, hash) = match self.known_slot(pos, term) {
-            Ok(slot) => return slot,
-            Err(new) => new,
-        };
+        match self.known_slot(pos, term) {
+            Ok(slot) => slot,
+            Err((kind, hash)) => self.add_distinct(pos, kind, hash),
+        }
+    }
+
+    /// Adds the term in `self.buf` (of `kind`, hashing to `hash`) as a new distinct term of the chunk.
+    fn add_distinct(&mut self, pos: usize, kind: DictKind, hash: u64) -> Slot {
         let i = self.distinct.len() as u32;
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(&self.buf);
@@ -553,7 +569,7 @@ impl BulkEncoder {
         // Terms the store may already know.
         stored.clear();
         stored.resize(n, None);
-        if let (false, Some(inner)) = (self.dict.empty_base, &self.dict.inner) {
+        if let Some(inner) = &self.dict.stored_terms {
             let misses: Vec<usize> = (0..n).filter(|&i| !resolved[i]).collect();
             let keys: Vec<_> = misses
                 .iter()

@@ -122,7 +122,7 @@ pub struct DetachedBulkLoad {
 impl Default for DetachedBulkLoad {
     fn default() -> Self {
         DetachedBulkLoad {
-            dict: Arc::new(SharedDict::new(None, true, crate::store::FIRST_COUNTER)),
+            dict: Arc::new(SharedDict::new(None, crate::store::FIRST_COUNTER)),
             quads: Vec::new(),
         }
     }
@@ -193,8 +193,7 @@ impl<'a> BulkLoad<'a> {
             }
             None => (
                 Arc::new(SharedDict::new(
-                    Some(Arc::clone(inner)),
-                    terms_empty,
+                    (!terms_empty).then(|| Arc::clone(inner)),
                     first_new_counter,
                 )),
                 Vec::new(),
