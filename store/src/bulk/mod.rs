@@ -399,31 +399,25 @@ impl<'a> BulkLoad<'a> {
         .into_iter()
         .filter(|(_, default_index, _)| default_index.is_some() || self.has_named)
         .collect();
-        // The dictionary's two SST files are written by two tasks of the pool below, in parallel with the
-        // index passes, and ingested after the pool, `id2term` first (see there).
-        // Per dictionary column family, in ingestion order: its SST files (none if empty) and the seconds
-        // its tasks took.
-        const DICTIONARY: [&str; 2] = [keys::CF_ID2TERM, keys::CF_TERM2ID];
-        let dictionary: [std::sync::Mutex<(Vec<PathBuf>, f64)>; 2] = Default::default();
+        // The dictionary's SST files are written by tasks of the pool below, in parallel with the index
+        // passes, and ingested by the sync thread (see `sync_files`).
+        // Seconds taken by the tasks of id2term and of term2id.
+        let dictionary_seconds: [std::sync::Mutex<f64>; 2] = Default::default();
         let (to_sync, sync_rx) = std::sync::mpsc::channel::<Option<ToSync>>();
         let hand_over = |f: ToSync| {
             to_sync
                 .send(Some(f))
                 .map_err(|_| StoreError::Corrupt("the bulk load's sync thread stopped".into()))
         };
-        let timed = |which: usize, task: &dyn Fn() -> Result<Option<Unsynced>>| -> Result<()> {
+        let timed = |then: Then, task: &dyn Fn() -> Result<Option<Unsynced>>| -> Result<()> {
             let started = Instant::now();
-            let written = task()?;
-            let mut slot = crate::store::lock(&dictionary[which]);
-            slot.1 += started.elapsed().as_secs_f64();
-            if let Some(file) = written {
-                slot.0.push(file.path.clone());
-                // Synced by the sync thread, ingested in order after the passes.
-                hand_over(ToSync { file, ingest: None })?;
-            }
-            Ok(())
+            let file = task()?;
+            let which = usize::from(matches!(then, Then::Term2id));
+            *crate::store::lock(&dictionary_seconds[which]) += started.elapsed().as_secs_f64();
+            // Reported even without a file, so that the sync thread knows when id2term is complete.
+            hand_over(ToSync { file, then })
         };
-        // id2term is cut into parts by id (files of disjoint key ranges, ingested together): written whole, it
+        // id2term is cut into parts by id (files of disjoint key ranges): written whole, it
         // was the longest task of a BSBM load (long literals to compress) and ended the passes alone.
         let id2term_parts =
             new_terms.split_by_bytes((new_terms.bytes() / ID2TERM_PART_BYTES).clamp(1, 8));
@@ -493,24 +487,27 @@ impl<'a> BulkLoad<'a> {
             owned_quads: &owned_quads,
         };
         let started = Instant::now();
-        let (results, synced): (Vec<Result<Vec<PassResult>>>, Result<()>) =
+        let (results, synced): (Vec<Result<Vec<PassResult>>>, Result<bool>) =
             std::thread::scope(|scope| {
-                let syncer = scope.spawn(move || sync_files(inner, &sync_rx));
+                let id2term_files = id2term_parts.len();
+                let syncer = scope.spawn(move || sync_files(inner, &sync_rx, id2term_files));
                 let handles: Vec<_> = (0..2)
                     .map(|_| {
                         scope.spawn(|| -> Result<Vec<PassResult>> {
                             let mut done = Vec::new();
                             while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
                                 match task.0 {
-                                    Task::Term2id => timed(1, &write_term2id)?,
-                                    Task::Id2term(part) => timed(0, &|| write_id2term(part))?,
+                                    Task::Term2id => timed(Then::Term2id, &write_term2id)?,
+                                    Task::Id2term(part) => {
+                                        timed(Then::Id2term, &|| write_id2term(part))?
+                                    }
                                     Task::Pass(order, default_index, named_index) => {
                                         let ((order, stats, count, seconds), files) =
                                             sources.pass(order, default_index, named_index)?;
                                         for (cf, file) in files {
                                             hand_over(ToSync {
-                                                file,
-                                                ingest: Some(cf),
+                                                file: Some(file),
+                                                then: Then::Index(cf),
                                             })?;
                                         }
                                         // After the hand-over, so the files' syncs start first.
@@ -538,9 +535,12 @@ impl<'a> BulkLoad<'a> {
                 (results, synced)
             });
         // Its error first: a pass that failed to hand a file over only saw the thread stop.
-        synced?;
-        for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
-            summary.phases.push((cf, crate::store::lock(slot).1));
+        let dictionary_ingested = synced?;
+        for (cf, seconds) in [keys::CF_ID2TERM, keys::CF_TERM2ID]
+            .iter()
+            .zip(&dictionary_seconds)
+        {
+            summary.phases.push((cf, *crate::store::lock(seconds)));
         }
         let mut parts = Vec::new();
         for result in results {
@@ -552,12 +552,11 @@ impl<'a> BulkLoad<'a> {
                 summary.phases.push((order.name(), seconds));
             }
         }
-        // id2term before term2id: a rollback finds every new term2id key through id2term.
-        for (cf, slot) in DICTIONARY.iter().zip(&dictionary) {
-            let paths = std::mem::take(&mut crate::store::lock(slot).0);
-            if !paths.is_empty() {
-                ingest(inner, cf, paths)?;
-            }
+        if !dictionary_ingested {
+            // Every task succeeded, so each reported its dictionary files.
+            return Err(StoreError::Corrupt(
+                "a bulk load's dictionary files were not all ingested".into(),
+            ));
         }
         summary.inserted = self.inserted;
         summary
@@ -709,22 +708,66 @@ enum Task {
     Pass(Order, Option<Index>, Option<Index>),
 }
 
-/// A written SST file for the sync thread: synced, then ingested into `ingest` if given.
+/// A task's written SST file for the sync thread: synced, then ingested.
 struct ToSync {
-    file: Unsynced,
-    ingest: Option<&'static str>,
+    /// `None` for a dictionary task that wrote no entries.
+    file: Option<Unsynced>,
+    then: Then,
 }
 
-/// The sync thread of a bulk load's passes: syncs files (and ingests index files) as the passes hand them
-/// over, until `None`. Waiting for the disk here instead of in the passes keeps both cores on CPU work.
-fn sync_files(inner: &Inner, files: &std::sync::mpsc::Receiver<Option<ToSync>>) -> Result<()> {
+/// Where a synced file goes (see [`sync_files`]).
+#[derive(Clone, Copy)]
+enum Then {
+    /// Into this index column family.
+    Index(&'static str),
+    /// A part of `id2term`.
+    Id2term,
+    /// The `term2id` file.
+    Term2id,
+}
+
+/// The sync thread of a bulk load's passes: syncs files and ingests them as the tasks hand them over,
+/// until `None`. Waiting for the disk here instead of in the passes keeps both cores on CPU work.
+///
+/// Index files and `id2term` parts (disjoint key ranges) are ingested as soon as they are synced; the
+/// `term2id` file only once all `id2term_files` parts are in: a rollback finds every new `term2id` key
+/// through `id2term`. (Ingesting the dictionary after the passes took ~14 ms at the end of a BSBM load: a
+/// link and three syncs per file.) Returns whether the whole dictionary was ingested (every task reported).
+fn sync_files(
+    inner: &Inner,
+    files: &std::sync::mpsc::Receiver<Option<ToSync>>,
+    id2term_files: usize,
+) -> Result<bool> {
+    let mut id2term_left = id2term_files;
+    // The synced term2id file while id2term parts are missing; `Some(None)` for a reported empty one.
+    let mut term2id: Option<Option<PathBuf>> = None;
+    let mut term2id_ingested = false;
     while let Ok(Some(f)) = files.recv() {
-        let path = f.file.sync()?;
-        if let Some(cf) = f.ingest {
-            ingest(inner, cf, vec![path])?;
+        let path = f.file.map(Unsynced::sync).transpose()?;
+        match f.then {
+            Then::Index(cf) => {
+                if let Some(path) = path {
+                    ingest(inner, cf, vec![path])?;
+                }
+            }
+            Then::Id2term => {
+                id2term_left = id2term_left.saturating_sub(1);
+                if let Some(path) = path {
+                    ingest(inner, keys::CF_ID2TERM, vec![path])?;
+                }
+            }
+            Then::Term2id => term2id = Some(path),
+        }
+        if id2term_left == 0 {
+            if let Some(path) = term2id.take() {
+                if let Some(path) = path {
+                    ingest(inner, keys::CF_TERM2ID, vec![path])?;
+                }
+                term2id_ingested = true;
+            }
         }
     }
-    Ok(())
+    Ok(term2id_ingested)
 }
 
 /// Ingests `paths` (of disjoint key ranges) into `cf` at once.
