@@ -140,16 +140,21 @@ impl NewTerms {
             .map(|&(id, shard, bytes)| (id, self.pages[shard as usize].get(bytes)))
     }
 
-    /// Consecutive ranges of positions (so of ids) holding about `1/parts` of the bytes each.
-    pub(crate) fn split_by_bytes(&self, parts: usize) -> Vec<std::ops::Range<usize>> {
-        let per_part = self.bytes().div_ceil(parts.max(1)).max(1);
-        let mut ranges = Vec::with_capacity(parts);
-        let (mut start, mut bytes) = (0, 0);
+    /// Consecutive ranges of positions (so of ids), each holding a third of the bytes not in an earlier
+    /// range, but at least `min` and at most `max` bytes (the last one may hold less; a part ends with the
+    /// term that reaches its size). Parts thus shrink towards the end: written longest first, the last
+    /// ones to start are short.
+    pub(crate) fn split_decreasing(&self, min: usize, max: usize) -> Vec<std::ops::Range<usize>> {
+        let mut left = self.bytes();
+        let target = |left: usize| (left / 3).clamp(min.max(1), max.max(min).max(1));
+        let mut ranges = Vec::new();
+        let (mut start, mut bytes, mut want) = (0, 0, target(left));
         for (i, t) in self.terms.iter().enumerate() {
             bytes += t.2.len as usize;
-            if bytes >= per_part {
+            if bytes >= want {
                 ranges.push(start..i + 1);
-                (start, bytes) = (i + 1, 0);
+                left -= bytes;
+                (start, bytes, want) = (i + 1, 0, target(left));
             }
         }
         if start < self.terms.len() || ranges.is_empty() {
@@ -712,7 +717,7 @@ mod tests {
     }
 
     #[test]
-    fn split_by_bytes_covers_every_term_once_in_balanced_ranges() {
+    fn split_decreasing_covers_every_term_once_in_shrinking_ranges() {
         for lens in [
             vec![],
             vec![5],
@@ -721,26 +726,25 @@ mod tests {
             vec![1000, 1, 1, 1],
             (1..200).collect(),
         ] {
-            for parts in 1..=5 {
+            for (min, max) in [(1, 1), (10, 40), (50, 1000), (100_000, 100_000)] {
                 let terms = new_terms(&lens);
-                let ranges = terms.split_by_bytes(parts);
-                assert!((1..=parts).contains(&ranges.len()), "{lens:?}: {ranges:?}");
+                let ranges = terms.split_decreasing(min, max);
                 assert_eq!(ranges[0].start, 0);
                 assert_eq!(ranges.last().map(|r| r.end), Some(lens.len()));
                 assert!(ranges
                     .windows(2)
                     .all(|w| w[0].end == w[1].start && !w[1].is_empty()));
-                let bytes: Vec<usize> = ranges
-                    .iter()
-                    .map(|r| lens[r.clone()].iter().sum())
-                    .collect();
-                // Each part but the last reaches its share of the bytes, and stops at the term that reaches it.
-                let share = terms.bytes().div_ceil(parts);
-                for (r, b) in ranges.iter().zip(&bytes).take(ranges.len() - 1) {
+                // Each part but the last reaches a third of the bytes left (within min..=max), and stops at
+                // the term that reaches it.
+                let mut left = terms.bytes();
+                for r in ranges.iter().take(ranges.len() - 1) {
+                    let want = (left / 3).clamp(min, max);
+                    let b: usize = lens[r.clone()].iter().sum();
                     assert!(
-                        *b >= share && b - lens[r.end - 1] < share,
-                        "{lens:?}: {ranges:?}"
+                        b >= want && b - lens[r.end - 1] < want,
+                        "{lens:?} {min} {max}: {ranges:?}"
                     );
+                    left -= b;
                 }
                 let ids: Vec<TermId> = ranges
                     .iter()
