@@ -6,8 +6,9 @@
 //!    sorted, deduplicated, stripped of quads the store already holds, and spilled to a run file when it
 //!    reaches the memory budget.
 //! 2. [`BulkLoad::finish`] writes a `bulk_pending` marker (naming the temporary directory and the first new
-//!    dictionary counter), then for the dictionary and each index order writes one SST file per column family
-//!    and ingests it. Bitmaps and counters are computed on the way.
+//!    dictionary counter), then writes SST files on two threads (`id2term` in parts, `term2id`, one file per
+//!    index order and column family) while a sync thread syncs and ingests them. Bitmaps and counters are
+//!    computed on the way.
 //! 3. One final write batch adds bitmaps (merge operands), counters, graph entries, the id counter and data
 //!    version, and deletes the marker. That batch is the commit point.
 //!
@@ -61,6 +62,8 @@ const ALL_NEW: &str = "all-new";
 /// queued up behind the last tasks.
 const ID2TERM_PART_MIN: usize = 512 << 10;
 const ID2TERM_PART_MAX: usize = 4 << 20;
+/// Past this many 4 MiB parts, parts grow instead: each is a file kept open by RocksDB, and loads add up.
+const ID2TERM_MAX_PARTS: usize = 24;
 
 /// Bulk load settings.
 #[derive(Clone, Debug)]
@@ -415,14 +418,20 @@ impl<'a> BulkLoad<'a> {
         let timed = |then: Then, task: &dyn Fn() -> Result<Option<Unsynced>>| -> Result<()> {
             let started = Instant::now();
             let file = task()?;
-            let which = usize::from(matches!(then, Then::Term2id));
+            let which = match then {
+                Then::Id2term | Then::Index(_) => 0,
+                Then::Term2id => 1,
+            };
             *crate::store::lock(&dictionary_seconds[which]) += started.elapsed().as_secs_f64();
             // Reported even without a file, so that the sync thread knows when id2term is complete.
             hand_over(ToSync { file, then })
         };
         // id2term is cut into parts by id (files of disjoint key ranges): written whole, it
         // was the longest task of a BSBM load (long literals to compress) and ended the passes alone.
-        let id2term_parts = new_terms.split_decreasing(ID2TERM_PART_MIN, ID2TERM_PART_MAX);
+        let id2term_parts = new_terms.split_decreasing(
+            ID2TERM_PART_MIN,
+            ID2TERM_PART_MAX.max(new_terms.bytes() / ID2TERM_MAX_PARTS),
+        );
         let write_id2term = |part: usize| {
             write_sst_file(
                 &self.tmp.join(format!("{}-{part}.sst", keys::CF_ID2TERM)),
@@ -788,6 +797,7 @@ fn sync_files(
                 }
             }
             Then::Id2term => {
+                debug_assert!(id2term_left > 0, "more id2term parts than planned");
                 id2term_left = id2term_left.saturating_sub(1);
                 id2term.extend(path);
             }
