@@ -143,14 +143,7 @@ pub fn bulk_load(
     let session = Session::Open(store.bulk_loader(&bulk_options(options))?);
     match load_inputs(session, inputs, options, false, progress)? {
         Some(report) => Ok(report),
-        // A Turtle/TriG chunk failed although the input is valid: the split was wrong. Start again
-        // without splitting (nothing was committed).
-        None => retry_sequential(
-            Session::Open(store.bulk_loader(&bulk_options(options))?),
-            inputs,
-            options,
-            progress,
-        ),
+        None => retry_sequential(store, inputs, options, progress),
     }
 }
 
@@ -181,12 +174,7 @@ pub fn bulk_load_new(
     let store = opened?;
     let report = match outcome {
         Some(report) => report,
-        None => retry_sequential(
-            Session::Open(store.bulk_loader(&bulk_options(options))?),
-            inputs,
-            options,
-            progress,
-        )?,
+        None => retry_sequential(store, inputs, options, progress)?,
     };
     Ok((store.clone(), report))
 }
@@ -197,12 +185,15 @@ fn bulk_options(options: &BulkLoadOptions) -> BulkOptions {
     }
 }
 
+/// The load again into `store`, parsing Turtle and TriG sequentially: a chunk failed although the input is
+/// valid, so the split was wrong (nothing was committed).
 fn retry_sequential(
-    session: Session<'_>,
+    store: &Store,
     inputs: &[Input],
     options: &BulkLoadOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<LoadReport, LoadError> {
+    let session = Session::Open(store.bulk_loader(&bulk_options(options))?);
     load_inputs(session, inputs, options, true, progress)?.ok_or_else(|| LoadError::Io {
         path: "<bulk load>".into(),
         source: std::io::Error::other("sequential bulk load asked for a retry"),

@@ -206,37 +206,37 @@ impl SharedDict {
             .collect();
         let count = self.next_counter().saturating_sub(first);
         let ids = shards.iter().flat_map(|s| s.new_terms().map(|(id, _)| id));
+        let position = id_order_positions(ids, count, first);
+        // With positions, each term goes straight to its place: the reads of `position` do not depend on
+        // one another, so their cache misses overlap (following the permutation's cycles in place instead,
+        // each swap waited for the previous one: 2.5x slower on LUBM-10). This holds every shard's table
+        // beside the 28 bytes a term of `position` and `terms` (collecting first held fewer tables at
+        // once); the 10M-triple load peaked at 863 MiB, as before (842–865 MiB). Without positions (the
+        // counters are not dense), the terms are collected and sorted.
+        let mut terms = match &position {
+            Some(position) => vec![(TermId::DEFAULT_GRAPH, 0, Span::default()); position.len()],
+            None => Vec::new(),
+        };
         let mut pages = Vec::with_capacity(SHARDS);
-        let terms = match id_order_positions(ids, count, first) {
-            Some(position) => {
-                // Each term straight to its place: the reads of `position` do not depend on one another,
-                // so their cache misses overlap (following the permutation's cycles in place instead, each
-                // swap waited for the previous one: 2.5x slower on LUBM-10). This holds every shard's
-                // table beside the 28 bytes a term of `position` and `terms` (collecting first held fewer
-                // tables at once); the 10M-triple load peaked at 863 MiB, as before (842–865 MiB).
-                let mut terms = vec![(TermId::DEFAULT_GRAPH, 0, Span::default()); position.len()];
-                for (i, shard) in shards.into_iter().enumerate() {
-                    for (id, bytes) in shard.new_terms() {
-                        // Always found: `id_order_positions` checked every id of these same tables.
+        for (i, shard) in shards.into_iter().enumerate() {
+            for (id, bytes) in shard.new_terms() {
+                let term = (id, i as u32, bytes);
+                match &position {
+                    // Always found: `id_order_positions` checked every id of these same tables.
+                    Some(position) => {
                         if let Some(&p) = counter_index(id, first).and_then(|c| position.get(c)) {
-                            terms[p as usize] = (id, i as u32, bytes);
+                            terms[p as usize] = term;
                         }
                     }
-                    // The shard's table is freed here, before the next shard's terms are placed.
-                    pages.push(shard.pages);
+                    None => terms.push(term),
                 }
-                terms
             }
-            None => {
-                let mut terms = Vec::new();
-                for (i, shard) in shards.into_iter().enumerate() {
-                    terms.extend(shard.new_terms().map(|(id, bytes)| (id, i as u32, bytes)));
-                    pages.push(shard.pages);
-                }
-                terms.sort_unstable_by_key(|t| t.0);
-                terms
-            }
-        };
+            // The shard's table is freed here.
+            pages.push(shard.pages);
+        }
+        if position.is_none() {
+            terms.sort_unstable_by_key(|t| t.0);
+        }
         NewTerms { pages, terms }
     }
 

@@ -8,7 +8,7 @@
 //! map and no sort except for the (few) inline literal ids.
 
 use crate::keys::IdQuad;
-use crate::term::TermId;
+use crate::term::{DictKind, TermId};
 
 use super::runs::Order;
 
@@ -18,10 +18,8 @@ const S: usize = 1;
 const P: usize = 2;
 const O: usize = 3;
 
-const PAYLOAD_BITS: u32 = 56;
-const PAYLOAD_MASK: u64 = (1 << PAYLOAD_BITS) - 1;
-/// Largest dictionary tag (IRI, blank node, literal); higher tags are inline literals.
-const MAX_DICTIONARY_TAG: u64 = 2;
+/// The dictionary kinds, in id order (tag order).
+const KINDS: [DictKind; 3] = [DictKind::Iri, DictKind::Blank, DictKind::Literal];
 
 /// The quads of a load as packed `(g, s, p, o)` rank keys, unsorted, with the tables to unpack them.
 pub(crate) struct Packed {
@@ -44,10 +42,9 @@ impl Packed {
         let mut inline: [Vec<u64>; 4] = Default::default();
         for q in quads {
             for (f, id) in [q.g, q.s, q.p, q.o].into_iter().enumerate() {
-                let tag = id.0 >> PAYLOAD_BITS;
-                if tag <= MAX_DICTIONARY_TAG {
-                    *marks.get_mut((id.0 & PAYLOAD_MASK) as usize)? |=
-                        (1 << f) | ((tag as u8) << 4);
+                if id.is_dictionary() {
+                    *marks.get_mut(usize::try_from(id.counter()).ok()?)? |=
+                        (1 << f) | (id.tag() << 4);
                 } else {
                     inline[f].push(id.0);
                 }
@@ -66,15 +63,15 @@ impl Packed {
                 *r = vec![0; domain];
             }
         }
-        for tag in 0..=MAX_DICTIONARY_TAG {
+        for kind in KINDS {
             for (c, &m) in marks.iter().enumerate() {
-                if u64::from(m >> 4) != tag {
+                if m >> 4 != kind as u8 {
                     continue;
                 }
                 for f in 0..4 {
                     if m & (1 << f) != 0 {
                         ranks[f][c] = ids[f].len() as u32;
-                        ids[f].push(TermId((tag << PAYLOAD_BITS) | c as u64));
+                        ids[f].push(TermId::from_counter(kind, c as u64));
                     }
                 }
             }
@@ -94,8 +91,8 @@ impl Packed {
         }
         let shifts = shifts(bits, [G, S, P, O]);
         let rank = |f: usize, id: TermId| -> u64 {
-            if id.0 >> PAYLOAD_BITS <= MAX_DICTIONARY_TAG {
-                u64::from(ranks[f][(id.0 & PAYLOAD_MASK) as usize])
+            if id.is_dictionary() {
+                u64::from(ranks[f][id.counter() as usize])
             } else {
                 let dictionary = ids[f].len() - inline[f].len();
                 (dictionary + inline[f].binary_search(&id.0).unwrap_or(0)) as u64
@@ -246,7 +243,7 @@ mod tests {
     ];
 
     fn id(tag: u64, payload: u64) -> TermId {
-        TermId((tag << PAYLOAD_BITS) | payload)
+        TermId((tag << 56) | payload)
     }
 
     #[test]

@@ -409,9 +409,10 @@ impl SstWriter {
 }
 
 /// Starts writing `len` bytes at `offset` of `file` back to disk, without waiting for the disk (it may
-/// block while the device's queue is full; on Linux only, elsewhere it does nothing). A bulk load syncs each file before ingesting it, and the sync of the last file written
-/// is on its critical path. Without this, the data waited in the page cache until that sync (as RocksDB's
-/// `bytes_per_sync` avoids for its own files).
+/// block while the device's queue is full; on Linux only, elsewhere it does nothing). A bulk load syncs
+/// each file before ingesting it, and the sync of the last file written is on its critical path. Without
+/// this, the data waited in the page cache until that sync (as RocksDB's `bytes_per_sync` avoids for its
+/// own files).
 fn start_writeback(file: &File, offset: u64, len: usize) {
     #[cfg(target_os = "linux")]
     {
