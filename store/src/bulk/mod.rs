@@ -1047,14 +1047,18 @@ impl<'d> Accumulator<'d> {
         if before == 0 {
             *self.stats.predicate_objects.entry((q.g, q.p)).or_default() += 1;
         }
+        // A group's subjects are sorted (POS order).
         if tracked {
-            self.stats
-                .pair_adds
-                .entry((q.g, q.p, q.o))
-                .or_default()
-                .extend(subjects.iter().map(|s| s.0));
+            match self.stats.pair_adds.entry((q.g, q.p, q.o)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().extend(subjects.iter().map(|s| s.0));
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(AscendingSet::collect(subjects.iter().map(|s| s.0)));
+                }
+            }
         } else if may_materialize && before + n >= PO_BITMAP_THRESHOLD {
-            let mut set: RoaringTreemap = subjects.iter().map(|s| s.0).collect();
+            let mut set = AscendingSet::collect(subjects.iter().map(|s| s.0));
             if before > 0 {
                 let at = if q.in_default_graph() { 16 } else { 24 };
                 self.pos_counter.count(q.g, &[q.p, q.o], usize::MAX, |k| {
@@ -1072,7 +1076,7 @@ impl<'d> Accumulator<'d> {
 }
 
 /// A bitmap built from values that arrive in increasing order (subjects of the SPO pass, per graph or per
-/// graph and predicate). They are appended in batches to the bitmap of their high 32 bits:
+/// graph and predicate; of a (predicate, object) group of the POS pass). They are appended in batches to the bitmap of their high 32 bits:
 /// `RoaringTreemap::insert` per value (a map lookup and a container search each) was 2% of a LUBM-10
 /// load, and `push` per value recomputes the bitmap's maximum, which scans a dense container.
 #[derive(Default)]
@@ -1116,6 +1120,13 @@ impl AscendingSet {
             bitmap.extend(self.pending.iter().copied());
         }
         self.pending.clear();
+    }
+
+    /// The bitmap of `values`, which should come in increasing order.
+    fn collect(values: impl Iterator<Item = u64>) -> RoaringTreemap {
+        let mut set = AscendingSet::default();
+        values.for_each(|v| set.push(v));
+        set.finish()
     }
 
     fn finish(mut self) -> RoaringTreemap {
