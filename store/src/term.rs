@@ -270,6 +270,44 @@ pub(crate) fn term_key(encoded: &[u8]) -> TermKey<'_> {
     TermKey::Hashed(key)
 }
 
+/// Whether [`encode_term`] would write exactly `encoded` for `term`, without writing it: the bulk encoder
+/// recognizes a repeat of the previous term at a position (a subject over consecutive lines) this way,
+/// saving a copy of the term.
+pub(crate) fn encodes_to(term: TermRef<'_>, encoded: &[u8]) -> bool {
+    fn strip(rest: &mut &[u8], prefix: &[u8]) -> bool {
+        match rest.strip_prefix(prefix) {
+            Some(r) => {
+                *rest = r;
+                true
+            }
+            None => false,
+        }
+    }
+    let mut rest = encoded;
+    let value = match term {
+        TermRef::NamedNode(n) => strip(&mut rest, b"I").then_some(n.as_str()),
+        TermRef::BlankNode(b) => strip(&mut rest, b"B").then_some(b.as_str()),
+        TermRef::Literal(l) => {
+            let head = if let Some(lang) = l.language() {
+                strip(&mut rest, b"L")
+                    && strip(&mut rest, &(lang.len() as u32).to_be_bytes())
+                    && strip(&mut rest, lang.as_bytes())
+            } else if l.datatype() == xsd::STRING {
+                strip(&mut rest, b"S")
+            } else {
+                let dt = l.datatype().as_str().as_bytes();
+                strip(&mut rest, b"T")
+                    && strip(&mut rest, &(dt.len() as u32).to_be_bytes())
+                    && strip(&mut rest, dt)
+            };
+            head.then_some(l.value())
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    value.is_some_and(|v| rest == v.as_bytes())
+}
+
 /// Decodes [`encode_term`]'s output. `None` means the bytes are corrupt.
 pub(crate) fn decode_term(bytes: &[u8]) -> Option<Term> {
     let (&kind, rest) = bytes.split_first()?;
@@ -302,6 +340,35 @@ mod tests {
         let id = TermId::inline(t.as_ref()).expect("inline");
         assert_eq!(id.decode_inline(), Some(t));
         assert_eq!(id.kind(), TermKind::InlineLiteral);
+    }
+
+    #[test]
+    fn encodes_to_agrees_with_encode_term() {
+        let terms: Vec<oxrdf::Term> = vec![
+            NamedNode::new("http://e/a").unwrap().into(),
+            NamedNode::new("http://e/ab").unwrap().into(),
+            BlankNode::new("a").unwrap().into(),
+            BlankNode::new("http").unwrap().into(),
+            Literal::new_simple_literal("http://e/a").into(),
+            Literal::new_simple_literal("").into(),
+            Literal::new_language_tagged_literal("chat", "fr")
+                .unwrap()
+                .into(),
+            Literal::new_language_tagged_literal("chat", "en")
+                .unwrap()
+                .into(),
+            Literal::new_typed_literal("1", xsd::INTEGER).into(),
+            Literal::new_typed_literal("1", xsd::DECIMAL).into(),
+            Literal::new_typed_literal("http://e/a", NamedNode::new("http://e/a").unwrap()).into(),
+        ];
+        let mut buf = Vec::new();
+        for a in &terms {
+            encode_term(a.as_ref(), &mut buf);
+            for b in &terms {
+                assert_eq!(encodes_to(b.as_ref(), &buf), a == b, "{a} vs {b}");
+            }
+            assert!(!encodes_to(a.as_ref(), &buf[..buf.len() - 1]) || buf.len() == 1);
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use oxrdf::{GraphNameRef, QuadRef, TermRef};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, IdQuad};
 use crate::store::{lock, Inner};
-use crate::term::{encode_term, term_key, DictKind, TermId, MAX_DICTIONARY_ID};
+use crate::term::{encode_term, encodes_to, term_key, DictKind, TermId, MAX_DICTIONARY_ID};
 
 const SHARDS: usize = 64;
 /// Worker-local cache entries before it is cleared.
@@ -453,12 +453,12 @@ impl BulkEncoder {
     /// the previous term at `pos`. For a term it does not know: its kind and hash, with its encoding left
     /// in `self.buf`, and nothing changed.
     fn known_slot(&mut self, pos: usize, term: TermRef<'_>) -> Result<Slot, (DictKind, u64)> {
-        let kind = encode_term(term, &mut self.buf);
         if let (prev, Some(slot)) = &self.previous[pos] {
-            if *prev == self.buf {
+            if encodes_to(term, prev) {
                 return Ok(*slot);
             }
         }
+        let kind = encode_term(term, &mut self.buf);
         let hash = self.dict.hash(&self.buf);
         let buf = &self.buf;
         let local_bytes = &self.local_bytes;
