@@ -905,7 +905,7 @@ struct PassStats {
     predicate_subjects: FastMap<(TermId, TermId), AscendingSet>,
     graph_subjects: FastMap<TermId, AscendingSet>,
     /// Pair bitmaps added to (merge) and created whole (put).
-    pair_adds: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
+    pair_adds: FastMap<(TermId, TermId, TermId), AscendingSet>,
     pair_sets: FastMap<(TermId, TermId, TermId), RoaringTreemap>,
     named_graphs: FastSet<TermId>,
 }
@@ -1049,14 +1049,11 @@ impl<'d> Accumulator<'d> {
         }
         // A group's subjects are sorted (POS order).
         if tracked {
-            match self.stats.pair_adds.entry((q.g, q.p, q.o)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    e.get_mut().extend(subjects.iter().map(|s| s.0));
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(AscendingSet::collect(subjects.iter().map(|s| s.0)));
-                }
-            }
+            self.stats
+                .pair_adds
+                .entry((q.g, q.p, q.o))
+                .or_default()
+                .extend(subjects.iter().map(|s| s.0));
         } else if may_materialize && before + n >= PO_BITMAP_THRESHOLD {
             let mut set = AscendingSet::collect(subjects.iter().map(|s| s.0));
             if before > 0 {
@@ -1075,13 +1072,14 @@ impl<'d> Accumulator<'d> {
     }
 }
 
-/// A bitmap built from values that arrive in increasing order (subjects of the SPO pass, per graph or per
-/// graph and predicate; of a (predicate, object) group of the POS pass). They are appended in batches to the bitmap of their high 32 bits:
-/// `RoaringTreemap::insert` per value (a map lookup and a container search each) was 2% of a LUBM-10
-/// load, and `push` per value recomputes the bitmap's maximum, which scans a dense container.
+/// A bitmap built from values that arrive in increasing order: subjects of the SPO pass (per graph, and per
+/// graph and predicate) and of a (predicate, object) group of the POS pass. They are appended in batches to
+/// the bitmap of their high 32 bits. `RoaringTreemap::insert` per value (a map lookup and a container
+/// search each) was 2% of a LUBM-10 load, and `push` per value recomputes the bitmap's maximum, which
+/// scans a dense container.
 #[derive(Default)]
 struct AscendingSet {
-    /// Bitmaps by high 32 bits, in increasing order.
+    /// A bitmap per high 32 bits (each high appears once).
     done: Vec<(u32, RoaringBitmap)>,
     high: u32,
     /// Low 32 bits of the values of `high` not yet appended.
@@ -1105,15 +1103,15 @@ impl AscendingSet {
         if self.pending.is_empty() {
             return;
         }
-        let high = self.high;
-        let bitmap = match self.done.last_mut() {
-            Some((h, bitmap)) if *h == high => bitmap,
-            _ => {
-                self.done.push((high, RoaringBitmap::new()));
-                let last = self.done.len() - 1;
-                &mut self.done[last].1
+        // Nearly always the last bitmap; a few highs at most (ids' tags).
+        let at = match self.done.iter().rposition(|(h, _)| *h == self.high) {
+            Some(at) => at,
+            None => {
+                self.done.push((self.high, RoaringBitmap::new()));
+                self.done.len() - 1
             }
         };
+        let bitmap = &mut self.done[at].1;
         if bitmap.append(self.pending.iter().copied()).is_err() {
             // Not increasing after all (not expected from a sorted pass): insert one by one, which keeps
             // whatever `append` took.
@@ -1122,29 +1120,21 @@ impl AscendingSet {
         self.pending.clear();
     }
 
+    /// Adds `values`, which should come in increasing order.
+    fn extend(&mut self, values: impl Iterator<Item = u64>) {
+        values.for_each(|v| self.push(v));
+    }
+
     /// The bitmap of `values`, which should come in increasing order.
     fn collect(values: impl Iterator<Item = u64>) -> RoaringTreemap {
         let mut set = AscendingSet::default();
-        values.for_each(|v| set.push(v));
+        set.extend(values);
         set.finish()
     }
 
     fn finish(mut self) -> RoaringTreemap {
         self.flush();
-        // Out of order high bits (also not expected) would break `from_bitmaps`' map: merge them.
-        if self.done.windows(2).all(|w| w[0].0 < w[1].0) {
-            RoaringTreemap::from_bitmaps(self.done)
-        } else {
-            let mut set = RoaringTreemap::new();
-            for (high, bitmap) in self.done {
-                set.extend(
-                    bitmap
-                        .iter()
-                        .map(|low| (u64::from(high) << 32) | u64::from(low)),
-                );
-            }
-            set
-        }
+        RoaringTreemap::from_bitmaps(self.done)
     }
 }
 
@@ -1207,12 +1197,12 @@ impl PassStats {
                 adds(&set.finish()),
             );
         }
-        for ((g, p, o), set) in &self.pair_adds {
+        for ((g, p, o), set) in self.pair_adds {
             part.push(
                 Target::Bitmaps,
                 true,
-                &bitmap_key::predicate_object(*g, *p, *o),
-                adds(set),
+                &bitmap_key::predicate_object(g, p, o),
+                adds(&set.finish()),
             );
         }
         for ((g, p, o), set) in &self.pair_sets {
