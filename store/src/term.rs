@@ -189,35 +189,77 @@ pub(crate) enum DictKind {
 /// - `T` u32 BE datatype length, datatype IRI, value
 pub(crate) fn encode_term(term: TermRef<'_>, buf: &mut Vec<u8>) -> DictKind {
     buf.clear();
-    match term {
-        TermRef::NamedNode(n) => {
-            buf.push(b'I');
-            buf.extend_from_slice(n.as_str().as_bytes());
-            DictKind::Iri
-        }
-        TermRef::BlankNode(b) => {
-            buf.push(b'B');
-            buf.extend_from_slice(b.as_str().as_bytes());
-            DictKind::Blank
-        }
-        TermRef::Literal(l) => {
-            if let Some(lang) = l.language() {
-                buf.push(b'L');
-                buf.extend_from_slice(&(lang.len() as u32).to_be_bytes());
-                buf.extend_from_slice(lang.as_bytes());
-            } else if l.datatype() == xsd::STRING {
-                buf.push(b'S');
-            } else {
-                let dt = l.datatype().as_str().as_bytes();
-                buf.push(b'T');
-                buf.extend_from_slice(&(dt.len() as u32).to_be_bytes());
-                buf.extend_from_slice(dt);
+    let Some(parts) = EncodingParts::of(term) else {
+        return DictKind::Literal;
+    };
+    buf.push(parts.kind_byte);
+    if let Some(meta) = parts.meta {
+        buf.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+        buf.extend_from_slice(meta.as_bytes());
+    }
+    buf.extend_from_slice(parts.value.as_bytes());
+    parts.kind
+}
+
+/// Whether [`encode_term`] would write exactly `encoded` for `term`, without writing it: the bulk encoder
+/// recognizes a repeat of the previous term at a position (a subject over consecutive lines) this way,
+/// saving a copy of the term.
+pub(crate) fn encodes_to(term: TermRef<'_>, encoded: &[u8]) -> bool {
+    let Some(parts) = EncodingParts::of(term) else {
+        return false;
+    };
+    let Some((&kind_byte, mut rest)) = encoded.split_first() else {
+        return false;
+    };
+    if kind_byte != parts.kind_byte {
+        return false;
+    }
+    if let Some(meta) = parts.meta {
+        let Some(after) = rest
+            .strip_prefix(&(meta.len() as u32).to_be_bytes()[..])
+            .and_then(|r| r.strip_prefix(meta.as_bytes()))
+        else {
+            return false;
+        };
+        rest = after;
+    }
+    rest == parts.value.as_bytes()
+}
+
+/// The pieces of a term's encoding (see [`encode_term`]), shared by writing and comparing.
+struct EncodingParts<'a> {
+    kind: DictKind,
+    kind_byte: u8,
+    /// Language tag or datatype IRI, written after its length.
+    meta: Option<&'a str>,
+    value: &'a str,
+}
+
+impl<'a> EncodingParts<'a> {
+    /// `None` for a term kind the dictionary does not hold.
+    fn of(term: TermRef<'a>) -> Option<Self> {
+        let (kind, kind_byte, meta, value) = match term {
+            TermRef::NamedNode(n) => (DictKind::Iri, b'I', None, n.as_str()),
+            TermRef::BlankNode(b) => (DictKind::Blank, b'B', None, b.as_str()),
+            TermRef::Literal(l) => {
+                let (kind_byte, meta) = if let Some(lang) = l.language() {
+                    (b'L', Some(lang))
+                } else if l.datatype() == xsd::STRING {
+                    (b'S', None)
+                } else {
+                    (b'T', Some(l.datatype().as_str()))
+                };
+                (DictKind::Literal, kind_byte, meta, l.value())
             }
-            buf.extend_from_slice(l.value().as_bytes());
-            DictKind::Literal
-        }
-        #[allow(unreachable_patterns)]
-        _ => DictKind::Literal,
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        Some(EncodingParts {
+            kind,
+            kind_byte,
+            meta,
+            value,
+        })
     }
 }
 
@@ -268,44 +310,6 @@ pub(crate) fn term_key(encoded: &[u8]) -> TermKey<'_> {
     key[0] = kind.to_ascii_lowercase();
     key[1..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(encoded).to_be_bytes());
     TermKey::Hashed(key)
-}
-
-/// Whether [`encode_term`] would write exactly `encoded` for `term`, without writing it: the bulk encoder
-/// recognizes a repeat of the previous term at a position (a subject over consecutive lines) this way,
-/// saving a copy of the term.
-pub(crate) fn encodes_to(term: TermRef<'_>, encoded: &[u8]) -> bool {
-    fn strip(rest: &mut &[u8], prefix: &[u8]) -> bool {
-        match rest.strip_prefix(prefix) {
-            Some(r) => {
-                *rest = r;
-                true
-            }
-            None => false,
-        }
-    }
-    let mut rest = encoded;
-    let value = match term {
-        TermRef::NamedNode(n) => strip(&mut rest, b"I").then_some(n.as_str()),
-        TermRef::BlankNode(b) => strip(&mut rest, b"B").then_some(b.as_str()),
-        TermRef::Literal(l) => {
-            let head = if let Some(lang) = l.language() {
-                strip(&mut rest, b"L")
-                    && strip(&mut rest, &(lang.len() as u32).to_be_bytes())
-                    && strip(&mut rest, lang.as_bytes())
-            } else if l.datatype() == xsd::STRING {
-                strip(&mut rest, b"S")
-            } else {
-                let dt = l.datatype().as_str().as_bytes();
-                strip(&mut rest, b"T")
-                    && strip(&mut rest, &(dt.len() as u32).to_be_bytes())
-                    && strip(&mut rest, dt)
-            };
-            head.then_some(l.value())
-        }
-        #[allow(unreachable_patterns)]
-        _ => None,
-    };
-    value.is_some_and(|v| rest == v.as_bytes())
 }
 
 /// Decodes [`encode_term`]'s output. `None` means the bytes are corrupt.
