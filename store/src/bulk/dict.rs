@@ -24,6 +24,8 @@ const SHARDS: usize = 64;
 const LOCAL_CACHE_MAX: usize = 1 << 17;
 /// Worker-local cache bytes before it is cleared (its offsets are `u32`; long literals could fill it first).
 const LOCAL_BYTES_MAX: usize = 64 << 20;
+/// Entries of a worker's hot-term table, per quad position.
+const HOT_ENTRIES: usize = 64;
 /// Size of the pages that hold a shard's term bytes. Pages never move, so growing a shard copies nothing.
 const PAGE: usize = 1 << 16;
 
@@ -359,6 +361,28 @@ pub struct BulkEncoder {
     buf: Vec<u8>,
     /// Encoded bytes and slot of the previous quad's terms, per position.
     previous: [(Vec<u8>, Option<Slot>); 4],
+    /// Per position, [`HOT_ENTRIES`] terms found in the local cache or the chunk, with their encodings,
+    /// direct-mapped by [`hot_index`]: a term found there is compared with its encoding, not encoded
+    /// and hashed. Predicates and classes recur on most lines without repeating the previous line's
+    /// (LUBM-10: of 3.8M term occurrences, 1.5M were local-cache hits, most of them predicates).
+    hot: Vec<(Vec<u8>, Option<Slot>)>,
+}
+
+/// A term's place in a hot-term table: a cheap hash of its text's length and last eight bytes, which
+/// tell apart the IRIs of one vocabulary (their namespaces are shared, their local names differ).
+fn hot_index(term: TermRef<'_>) -> usize {
+    let text = match term {
+        TermRef::NamedNode(n) => n.as_str(),
+        TermRef::BlankNode(b) => b.as_str(),
+        TermRef::Literal(l) => l.value(),
+    };
+    let bytes = text.as_bytes();
+    let tail = match bytes.last_chunk::<8>() {
+        Some(tail) => u64::from_le_bytes(*tail),
+        None => bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+    };
+    let mixed = (tail ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - HOT_ENTRIES.trailing_zeros())) as usize
 }
 
 impl BulkEncoder {
@@ -377,6 +401,7 @@ impl BulkEncoder {
             stored: Vec::new(),
             buf: Vec::new(),
             previous: Default::default(),
+            hot: vec![Default::default(); 4 * HOT_ENTRIES],
         }
     }
 
@@ -458,6 +483,12 @@ impl BulkEncoder {
                 return Ok(*slot);
             }
         }
+        let hot = pos * HOT_ENTRIES + hot_index(term);
+        if let (encoded, Some(slot)) = &self.hot[hot] {
+            if encodes_to(term, encoded) {
+                return Ok(*slot);
+            }
+        }
         let kind = encode_term(term, &mut self.buf);
         let hash = self.dict.hash(&self.buf);
         let buf = &self.buf;
@@ -469,6 +500,11 @@ impl BulkEncoder {
         } else {
             self.chunk_slot(hash).ok_or((kind, hash))?
         };
+        // Found again, so worth a hot entry (terms seen once, most subjects and literals, never get one).
+        let (encoded, hot_slot) = &mut self.hot[hot];
+        encoded.clear();
+        encoded.extend_from_slice(&self.buf);
+        *hot_slot = Some(slot);
         self.remember(pos, slot);
         Ok(slot)
     }
@@ -561,10 +597,14 @@ impl BulkEncoder {
         self.arena.clear();
         self.distinct.clear();
         self.chunk_table.clear();
-        for (prev, slot) in &mut self.previous {
-            prev.clear();
-            *slot = None;
-        }
+        // The chunk's terms now have ids: memos of them stay valid with those.
+        let known = |slot: &mut Option<Slot>| {
+            if let Some(Slot::Pending(i)) = *slot {
+                *slot = ids.get(i as usize).map(|&id| Slot::Known(id));
+            }
+        };
+        self.previous.iter_mut().for_each(|(_, slot)| known(slot));
+        self.hot.iter_mut().for_each(|(_, slot)| known(slot));
         Ok(())
     }
 
@@ -680,6 +720,79 @@ mod tests {
         NewTerms {
             pages: vec![pages],
             terms,
+        }
+    }
+
+    /// A vocabulary whose terms differ in as few bytes as possible: IRIs with the same local name (the same
+    /// hot-table place), an IRI and a literal with the same text, language tags that differ.
+    fn vocabulary() -> Vec<oxrdf::Term> {
+        use oxrdf::{BlankNode, Literal, NamedNode};
+        let iri = |s: &str| NamedNode::new_unchecked(s).into();
+        vec![
+            iri("http://e/a"),
+            iri("http://e/b"),
+            iri("http://x/type"),
+            iri("http://y/type"),
+            iri("http://e/a-rather-long-local-name"),
+            BlankNode::new_unchecked("b1").into(),
+            BlankNode::new_unchecked("b2").into(),
+            Literal::new_simple_literal("http://e/a").into(),
+            Literal::new_language_tagged_literal_unchecked("chat", "fr").into(),
+            Literal::new_language_tagged_literal_unchecked("chat", "en").into(),
+            Literal::new_simple_literal("a longer string").into(),
+            Literal::new_simple_literal("short").into(), // inline
+        ]
+    }
+
+    proptest::proptest! {
+        /// Two encoders sharing a dictionary, flushed at arbitrary points: every occurrence of a term gets
+        /// the one id the shared dictionary holds for it, whichever memo (previous term, hot table, local
+        /// cache, chunk) resolved it, including memos that outlive a flush.
+        #[test]
+        fn every_occurrence_of_a_term_gets_its_one_id(
+            quads in proptest::collection::vec((0usize..7, 0usize..5, 0usize..12, 0usize..2), 0..300),
+            flushes in proptest::collection::vec(0usize..300, 0..8),
+        ) {
+            use oxrdf::{NamedOrBlankNodeRef, TermRef};
+            let terms = vocabulary();
+            let dict = Arc::new(SharedDict::new(None, 100));
+            let mut encoders = [BulkEncoder::new(Arc::clone(&dict)), BulkEncoder::new(Arc::clone(&dict))];
+            let mut outs: [Vec<IdQuad>; 2] = Default::default();
+            let mut pushed: [Vec<[usize; 3]>; 2] = Default::default();
+            for (i, &(s, p, o, w)) in quads.iter().enumerate() {
+                let subject = match terms[s].as_ref() {
+                    TermRef::NamedNode(n) => NamedOrBlankNodeRef::from(n),
+                    TermRef::BlankNode(b) => NamedOrBlankNodeRef::from(b),
+                    TermRef::Literal(_) => continue,
+                };
+                let TermRef::NamedNode(predicate) = terms[p].as_ref() else {
+                    continue;
+                };
+                let quad = QuadRef::new(subject, predicate, terms[o].as_ref(), GraphNameRef::DefaultGraph);
+                encoders[w].push(quad);
+                pushed[w].push([s, p, o]);
+                if flushes.contains(&i) {
+                    encoders[w].flush(&mut outs[w]).expect("flush");
+                }
+            }
+            for (encoder, out) in encoders.iter_mut().zip(&mut outs) {
+                encoder.flush(out).expect("flush");
+            }
+            let mut buf = Vec::new();
+            let mut id_of = |t: usize| {
+                TermId::inline(terms[t].as_ref()).or_else(|| {
+                    encode_term(terms[t].as_ref(), &mut buf);
+                    dict.lookup(&buf)
+                })
+            };
+            for (out, pushed) in outs.iter().zip(&pushed) {
+                proptest::prop_assert_eq!(out.len(), pushed.len());
+                for (q, &[s, p, o]) in out.iter().zip(pushed) {
+                    proptest::prop_assert_eq!(Some(q.s), id_of(s));
+                    proptest::prop_assert_eq!(Some(q.p), id_of(p));
+                    proptest::prop_assert_eq!(Some(q.o), id_of(o));
+                }
+            }
         }
     }
 
