@@ -34,7 +34,7 @@ use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 
 pub use dict::BulkEncoder;
 use dict::SharedDict;
-use packed::Packed;
+use packed::{Marks, Packed};
 use runs::{merge_runs, write_run, Order, RunReader};
 pub use sst::SstWriter;
 use sst::Unsynced;
@@ -55,6 +55,9 @@ const TMP_PREFIX: &str = "bulk-tmp-";
 /// File in a bulk load's temporary directory saying the store held no quad before it: a rollback then
 /// empties the index column families instead of reading run files.
 const ALL_NEW: &str = "all-new";
+/// The collector marks terms for packing as quads arrive only when the store's dictionary counter starts
+/// at most here: the marks take a byte per counter from zero.
+const PACK_MARKS_MAX_FIRST: u64 = 1 << 20;
 /// Bounds of the `id2term` parts' sizes in new-term bytes: each part takes a third of the bytes left
 /// (`NewTerms::split_decreasing`). Parts fill the gaps the other tasks leave, and the last ones to start
 /// are short. With equal parts of 4 MiB, a BSBM load ended with one core idle for ~20 ms beside the last
@@ -107,6 +110,9 @@ pub struct BulkLoad<'a> {
     base_empty: bool,
     first_new_counter: u64,
     buffer: Vec<IdQuad>,
+    /// The packing marks of `buffer` while it may be packed (see [`Marks`]): kept for stores with few
+    /// terms (so the marks stay small) until the first spill.
+    marks: Option<Marks>,
     run_capacity: usize,
     runs: Vec<PathBuf>,
     received: u64,
@@ -213,6 +219,7 @@ impl<'a> BulkLoad<'a> {
             base_empty,
             first_new_counter,
             buffer: Vec::with_capacity(run_capacity),
+            marks: (first_new_counter <= PACK_MARKS_MAX_FIRST).then(Marks::default),
             run_capacity,
             runs: Vec::new(),
             received: 0,
@@ -245,6 +252,11 @@ impl<'a> BulkLoad<'a> {
         if !self.has_named {
             self.has_named = quads.iter().any(|q| !q.in_default_graph());
         }
+        if let Some(marks) = &mut self.marks {
+            if marks.add(quads).is_none() {
+                self.marks = None;
+            }
+        }
         self.buffer.append(quads);
         if self.buffer.len() >= self.run_capacity {
             self.spill()?;
@@ -268,6 +280,8 @@ impl<'a> BulkLoad<'a> {
     }
 
     fn spill(&mut self) -> Result<()> {
+        // Spilled runs are merged from disk, never packed.
+        self.marks = None;
         self.prepare_buffer()?;
         let path = self.tmp.join(format!("run-{}.bin", self.runs.len()));
         write_run(&path, &self.buffer)?;
@@ -304,6 +318,8 @@ impl<'a> BulkLoad<'a> {
             sync(&self.tmp, false)?;
             Some(std::mem::take(&mut self.buffer))
         } else if self.runs.is_empty() {
+            // Filtering out stored quads changes the buffer: packing marks it afresh.
+            self.marks = None;
             self.prepare_buffer()?;
             // The run file is what a rollback after a crash deletes.
             let path = self.tmp.join("run-0.bin");
@@ -362,11 +378,14 @@ impl<'a> BulkLoad<'a> {
         // after it peaks lower (10M triples: 870 MiB in turn, 973 MiB side by side).
         let pack_started = Instant::now();
         let dict = &self.dict;
+        let marks = self.marks.take();
         let pack = |in_memory: Option<Vec<IdQuad>>| match in_memory {
-            Some(quads) => match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed)) {
-                Some(p) => (Some(p), None),
-                None => (None, Some(quads)),
-            },
+            Some(quads) => {
+                match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed), marks) {
+                    Some(p) => (Some(p), None),
+                    None => (None, Some(quads)),
+                }
+            }
             None => (None, None),
         };
         let side_by_side = in_memory
