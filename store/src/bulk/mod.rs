@@ -112,7 +112,7 @@ pub struct BulkLoad<'a> {
     buffer: Vec<IdQuad>,
     /// The packing marks of `buffer` while it may be packed (see [`Marks`]): kept for stores with few
     /// terms (so the marks stay small) until the first spill.
-    marks: Option<Marks>,
+    marks: Option<Box<Marks>>,
     run_capacity: usize,
     runs: Vec<PathBuf>,
     received: u64,
@@ -219,7 +219,7 @@ impl<'a> BulkLoad<'a> {
             base_empty,
             first_new_counter,
             buffer: Vec::with_capacity(run_capacity),
-            marks: (first_new_counter <= PACK_MARKS_MAX_FIRST).then(Marks::default),
+            marks: (first_new_counter <= PACK_MARKS_MAX_FIRST).then(Box::default),
             run_capacity,
             runs: Vec::new(),
             received: 0,
@@ -378,7 +378,7 @@ impl<'a> BulkLoad<'a> {
         // after it peaks lower (10M triples: 870 MiB in turn, 973 MiB side by side).
         let pack_started = Instant::now();
         let dict = &self.dict;
-        let marks = self.marks.take();
+        let marks = self.marks.take().map(|m| *m);
         let pack = |in_memory: Option<Vec<IdQuad>>| match in_memory {
             Some(quads) => {
                 match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed), marks) {
