@@ -41,8 +41,9 @@ use crate::load::{
 };
 use ntriples::{Line, LineParser};
 
-/// Bytes per chunk handed to a worker.
-const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes per chunk handed to a worker: a 64th of the input, within these bounds (see [`chunk_bytes`]).
+const CHUNK_BYTES_MIN: usize = 1 << 20;
+const CHUNK_BYTES_MAX: usize = 4 << 20;
 /// Quads a worker encodes before it flushes to the shared dictionary.
 const FLUSH_QUADS: usize = 32 * 1024;
 
@@ -115,6 +116,22 @@ struct Job<'a> {
     /// Emptied quad batches handed back by the collector: a fresh megabyte per flush cost page faults
     /// and kernel zeroing every time (up to a tenth of a Turtle load's CPU went to zeroing fresh pages).
     spare_quads: Mutex<Vec<Vec<IdQuad>>>,
+    chunk_bytes: usize,
+}
+
+/// The chunk size for `input`. A chunk is parsed and encoded as one batch, and each batch resolves its
+/// distinct terms in the shared dictionary, so larger chunks resolve fewer terms there (a term recurring
+/// across chunks is looked up once per chunk). But the workers finish unevenly by up to a chunk, so a
+/// small input gets small chunks. LUBM-10 (225 MB) gets 3.5 MB chunks: 64 flushes instead of 215.
+fn chunk_bytes(input: &Input, compression: Compression) -> usize {
+    let size = match compression {
+        Compression::None => input.size(),
+        // Compressed sizes say little about the text: the smallest chunks are always safe.
+        _ => None,
+    };
+    size.and_then(|s| usize::try_from(s / 64).ok())
+        .unwrap_or(CHUNK_BYTES_MIN)
+        .clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX)
 }
 
 impl Job<'_> {
@@ -354,6 +371,7 @@ fn load_inputs(
             stop: &stop,
             bytes: Arc::clone(&bytes),
             spare_quads: Mutex::default(),
+            chunk_bytes: chunk_bytes(input, compression),
         };
         let outcome = run_input(
             &job,
@@ -516,10 +534,10 @@ fn read_chunks(
                     .or_else(|| recycled.try_recv().ok())
                     .unwrap_or_default();
                 // Buffers keep their full length (initialized once); `filled` says what is valid.
-                let want = carry.len() + CHUNK_BYTES;
+                let want = carry.len() + job.chunk_bytes;
                 if buf.len() < want {
                     // Room for a long carried line, so that recycled buffers rarely grow.
-                    buf.resize(want.max(CHUNK_BYTES + (64 << 10)), 0);
+                    buf.resize(want.max(job.chunk_bytes + (64 << 10)), 0);
                 }
                 buf[..carry.len()].copy_from_slice(&carry);
                 let mut filled = carry.len();
@@ -557,13 +575,13 @@ fn read_chunks(
         Format::Turtle | Format::TriG if parallel => {
             let mut splitter = split::Splitter::new(job.format == Format::TriG);
             let mut header = Arc::new(String::new());
-            let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+            let mut buf: Vec<u8> = Vec::with_capacity(job.chunk_bytes * 2);
             loop {
-                let eof =
-                    fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
+                let eof = fill(&mut reader, &mut buf, job.chunk_bytes)
+                    .map_err(|e| io_error(job.input, e))?;
                 let end = if eof { buf.len() } else { splitter.scan(&buf) };
                 if end > 0 {
-                    let chunk = cut_chunk(&mut buf, end, recycled);
+                    let chunk = cut_chunk(&mut buf, end, recycled, job.chunk_bytes * 2);
                     if !eof {
                         splitter.consume(end);
                     }
@@ -589,10 +607,10 @@ fn read_chunks(
         Format::RdfXml if parallel => {
             let mut splitter = xmlsplit::XmlSplitter::new();
             let mut header: Option<Arc<(String, String)>> = None;
-            let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+            let mut buf: Vec<u8> = Vec::with_capacity(job.chunk_bytes * 2);
             loop {
-                let eof =
-                    fill(&mut reader, &mut buf, CHUNK_BYTES).map_err(|e| io_error(job.input, e))?;
+                let eof = fill(&mut reader, &mut buf, job.chunk_bytes)
+                    .map_err(|e| io_error(job.input, e))?;
                 let end = splitter.scan(&buf);
                 // A document outside the splitter's model (DOCTYPE, rdf:ID, another root) is parsed
                 // sequentially: the same retry as for a chunk that fails.
@@ -614,7 +632,7 @@ fn read_chunks(
                             return Ok(());
                         }
                     };
-                    let mut chunk = cut_chunk(&mut buf, end, recycled);
+                    let mut chunk = cut_chunk(&mut buf, end, recycled, job.chunk_bytes * 2);
                     chunk.drain(..splitter.skip);
                     splitter.consume(end);
                     if tx
@@ -690,11 +708,17 @@ fn read_chunks(
 }
 
 /// Splits `buf` at `end`: returns the first part and leaves the rest in `buf`, a buffer that came back from
-/// the workers when there is one (a fresh buffer costs page faults and zeroing for every chunk).
-fn cut_chunk(buf: &mut Vec<u8>, end: usize, recycled: &Receiver<Vec<u8>>) -> Vec<u8> {
+/// the workers when there is one (a fresh buffer, of `capacity`, costs page faults and zeroing for every
+/// chunk).
+fn cut_chunk(
+    buf: &mut Vec<u8>,
+    end: usize,
+    recycled: &Receiver<Vec<u8>>,
+    capacity: usize,
+) -> Vec<u8> {
     let mut rest = recycled
         .try_recv()
-        .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
+        .unwrap_or_else(|_| Vec::with_capacity(capacity));
     rest.clear();
     rest.extend_from_slice(&buf[end..]);
     buf.truncate(end);
