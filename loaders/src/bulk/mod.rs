@@ -439,7 +439,10 @@ fn run_input(
     report: &mut LoadReport,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), Retry> {
-    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads * 2);
+    // One chunk waiting per worker is enough (the reader copies a chunk from the page cache in about a
+    // tenth of the time a worker takes to encode it), and every chunk buffer is memory in use: with
+    // chunks of up to 4 MiB, a queue of two per worker held 8 MiB more.
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(threads);
     let (out_tx, out_rx) = sync_channel::<Message>(threads * 2);
     // Chunk buffers come back for reuse: fresh buffers cost page faults and zeroing every time.
     let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(threads * 2 + 2);
