@@ -176,7 +176,7 @@ impl SstWriter {
             data: BlockBuilder::new(RESTART_INTERVAL),
             index: BlockBuilder::new(1),
             compressed: Vec::new(),
-            lz4: Lz4::new(),
+            lz4: Lz4::new()?,
             entries: 0,
             data_blocks: 0,
             raw_key_size: 0,
@@ -679,8 +679,8 @@ mod tests {
 
 mod lz4_ffi {
     use std::os::raw::{c_char, c_int, c_void};
-    // Declared in lz4.h (the last two in its static-linking section); the library is the one `lz4-sys`
-    // builds for RocksDB.
+    // Declared in lz4.h (`LZ4_compress_fast_extState_fastReset` in its static-linking section); the
+    // library is the one `lz4-sys` builds for RocksDB, which does not declare these.
     unsafe extern "C" {
         pub fn LZ4_sizeofState() -> c_int;
         pub fn LZ4_initStream(buffer: *mut c_void, size: usize) -> *mut c_void;
@@ -704,12 +704,19 @@ struct Lz4 {
 }
 
 impl Lz4 {
-    fn new() -> Self {
-        // SAFETY: plain C calls; the buffer is 8-aligned and as large as LZ4 asks.
+    fn new() -> Result<Self> {
+        // SAFETY: a plain C call.
         let size = usize::try_from(unsafe { lz4_ffi::LZ4_sizeofState() }).unwrap_or(0);
         let mut state = vec![0u64; size.div_ceil(8)];
-        unsafe { lz4_ffi::LZ4_initStream(state.as_mut_ptr().cast(), size) };
-        Lz4 { state }
+        // SAFETY: the buffer is 8-aligned and `size` bytes long; LZ4 checks both and returns null if
+        // either does not suit it.
+        let init = unsafe { lz4_ffi::LZ4_initStream(state.as_mut_ptr().cast(), size) };
+        if size == 0 || init.is_null() {
+            return Err(StoreError::Corrupt(
+                "the LZ4 library refused to initialize a compression state".into(),
+            ));
+        }
+        Ok(Lz4 { state })
     }
 
     /// Appends the compressed form of `raw` to `out`; returns its length.
