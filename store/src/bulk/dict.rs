@@ -1,8 +1,8 @@
 //! Parallel dictionary encoding for bulk loads.
 //!
 //! Each parser worker owns a [`BulkEncoder`]. Quads are pushed into a chunk: inline terms resolve at once,
-//! repeats of the previous quad's terms and terms in the worker's local cache resolve without a lock, and the
-//! rest are deduplicated inside the chunk. At [`BulkEncoder::flush`] the chunk's distinct unknown terms are
+//! repeats of the previous quad's terms, hot terms (a small table per position) and terms in the worker's
+//! local cache resolve without a lock, and the rest are deduplicated inside the chunk. At [`BulkEncoder::flush`] the chunk's distinct unknown terms are
 //! resolved against the [`SharedDict`] with one lock per shard per chunk — never a lock per triple — and,
 //! for a store that already holds data, one batched read of `term2id` for terms the load has not seen yet.
 
@@ -364,7 +364,8 @@ pub struct BulkEncoder {
     /// Per position, [`HOT_ENTRIES`] terms found in the local cache or the chunk, with their encodings,
     /// direct-mapped by [`hot_index`]: a term found there is compared with its encoding, not encoded
     /// and hashed. Predicates and classes recur on most lines without repeating the previous line's
-    /// (LUBM-10: of 3.8M term occurrences, 1.5M were local-cache hits, most of them predicates).
+    /// (LUBM-10: of 3.8M term occurrences, 1.79M hit this table, 1.13M of them predicates; without it,
+    /// 1.5M were local-cache hits).
     hot: Vec<(Vec<u8>, Option<Slot>)>,
 }
 
