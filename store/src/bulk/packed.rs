@@ -357,19 +357,7 @@ mod tests {
             (&marked.keys, &marked.ids, marked.bits),
             (&packed.keys, &packed.ids, packed.bits)
         );
-        for order in ORDERS {
-            let mut expected = quads.clone();
-            order.sort(&mut expected);
-            expected.dedup();
-            let mut got = Vec::new();
-            packed
-                .visit_sorted(order, |q| {
-                    got.push(*q);
-                    Ok::<_, ()>(())
-                })
-                .expect("visit");
-            assert_eq!(got, expected, "{order:?}");
-        }
+        assert_sorts_like_the_quads(&packed, &quads, &ORDERS);
     }
 
     #[test]
@@ -386,8 +374,13 @@ mod tests {
             .map(|_| IdQuad::new(term(5000), term(40), term(20_000), TermId::DEFAULT_GRAPH))
             .collect();
         let packed = Packed::build(&quads, 20_000, None).expect("fits");
-        for order in [Order::Gspo, Order::Gosp] {
-            let mut expected = quads.clone();
+        assert_sorts_like_the_quads(&packed, &quads, &[Order::Gspo, Order::Gosp]);
+    }
+
+    /// `packed` visits the distinct `quads` in each of `orders` as the comparison sort orders them.
+    fn assert_sorts_like_the_quads(packed: &Packed, quads: &[IdQuad], orders: &[Order]) {
+        for &order in orders {
+            let mut expected = quads.to_vec();
             order.sort(&mut expected);
             expected.dedup();
             let mut got = Vec::new();
