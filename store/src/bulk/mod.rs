@@ -518,13 +518,13 @@ impl<'a> BulkLoad<'a> {
             owned_quads: &owned_quads,
         };
         let started = Instant::now();
-        let (results, synced): (Vec<Result<Vec<PassResult>>>, Result<bool>) =
+        let (results, synced): (Vec<Result<Vec<PassDone>>>, Result<bool>) =
             std::thread::scope(|scope| {
                 let id2term_files = id2term_parts.len();
                 let syncer = scope.spawn(move || sync_files(inner, &sync_rx, id2term_files));
                 let handles: Vec<_> = (0..2)
                     .map(|_| {
-                        scope.spawn(|| -> Result<Vec<PassResult>> {
+                        scope.spawn(|| -> Result<Vec<PassDone>> {
                             let mut done = Vec::new();
                             while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
                                 match task.0 {
@@ -550,7 +550,7 @@ impl<'a> BulkLoad<'a> {
                                         // After the hand-over, so the files' syncs start first.
                                         let part = stats.into_part(inner)?;
                                         crate::store::lock(&commit).add(inner, part)?;
-                                        done.push((order, (), count, seconds));
+                                        done.push((order, count, seconds));
                                     }
                                 }
                             }
@@ -582,7 +582,7 @@ impl<'a> BulkLoad<'a> {
             summary.phases.push((cf, *crate::store::lock(seconds)));
         }
         for result in results {
-            for (order, (), count, seconds) in result? {
+            for (order, count, seconds) in result? {
                 if order == Order::Gspo {
                     self.inserted = count;
                 }
@@ -674,7 +674,7 @@ impl Sources<'_> {
         order: Order,
         default_index: Option<Index>,
         named_index: Option<Index>,
-    ) -> Result<(PassResult<PassStats>, PassFiles)> {
+    ) -> Result<(PassResult, PassFiles)> {
         let started = Instant::now();
         let mut acc = Accumulator::new(self.inner, self.base_empty, self.rdf_type)?;
         let mut writers = PassWriters::new(self.tmp, default_index, named_index);
@@ -912,9 +912,10 @@ impl PassWriters {
 /// The index files a pass wrote (unsynced), by column family.
 type PassFiles = Vec<(&'static str, Unsynced)>;
 
-/// A finished pass: its order, its statistics (or its share of the commit batch), quads visited and
-/// seconds.
-type PassResult<S = ()> = (Order, S, u64, f64);
+/// A finished pass: its order, its statistics, quads visited and seconds.
+type PassResult = (Order, PassStats, u64, f64);
+/// What a pass task reports once its statistics are in the commit batch: order, quads visited, seconds.
+type PassDone = (Order, u64, f64);
 
 /// Bitmaps and counters computed by one pass (SPO: subjects and quads per graph; POS: quads per predicate,
 /// objects and pairs).

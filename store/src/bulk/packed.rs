@@ -93,13 +93,13 @@ impl Packed {
             mut marks,
             mut inline,
         } = marks;
-        if marks.len() > domain {
-            // Grown ahead of the last counter: only zeros past it (a mark past it is an id this load
-            // never allocated, refused like any other).
-            if marks[domain..].iter().any(|&m| m != 0) {
-                return None;
-            }
-            marks.truncate(domain);
+        // Marks grow ahead of the last counter: only zeros may lie past it (a mark there is an id this
+        // load never allocated, refused like any other).
+        if marks
+            .get(domain..)
+            .is_some_and(|past| past.iter().any(|&m| m != 0))
+        {
+            return None;
         }
         marks.resize(domain, 0);
         for v in &mut inline {

@@ -216,9 +216,7 @@ impl SstWriter {
             let raw = &self.data.buf;
             self.compressed.clear();
             put_varint(&mut self.compressed, raw.len() as u64);
-            let prefix = self.compressed.len();
-            let n = self.lz4.compress(raw, &mut self.compressed)?;
-            self.compressed.truncate(prefix + n);
+            self.lz4.compress(raw, &mut self.compressed)?;
             // RocksDB's rule: keep the compressed form only if it saves at least 1/8.
             if self.compressed.len() <= raw.len() - raw.len() / 8 {
                 kind = LZ4_COMPRESSION;
@@ -679,8 +677,8 @@ mod tests {
 
 mod lz4_ffi {
     use std::os::raw::{c_char, c_int, c_void};
-    // Declared in lz4.h (`LZ4_compress_fast_extState_fastReset` in its static-linking section); the
-    // library is the one `lz4-sys` builds for RocksDB, which does not declare these.
+    // Declared in lz4.h (`LZ4_compress_fast_extState_fastReset` in its static-linking section) but not by
+    // `lz4-sys`, which builds the library for RocksDB.
     unsafe extern "C" {
         pub fn LZ4_sizeofState() -> c_int;
         pub fn LZ4_initStream(buffer: *mut c_void, size: usize) -> *mut c_void;
@@ -692,7 +690,6 @@ mod lz4_ffi {
             dst_capacity: c_int,
             acceleration: c_int,
         ) -> c_int;
-        pub fn LZ4_compressBound(input_size: c_int) -> c_int;
     }
 }
 
@@ -719,12 +716,12 @@ impl Lz4 {
         Ok(Lz4 { state })
     }
 
-    /// Appends the compressed form of `raw` to `out`; returns its length.
-    fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    /// Appends the compressed form of `raw` to `out`.
+    fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let too_large = || StoreError::Corrupt("LZ4 block too large".into());
         let len = i32::try_from(raw.len()).map_err(|_| too_large())?;
         // SAFETY: a plain C call.
-        let bound = unsafe { lz4_ffi::LZ4_compressBound(len) };
+        let bound = unsafe { lz4_sys::LZ4_compressBound(len) };
         let start = out.len();
         out.reserve(usize::try_from(bound).map_err(|_| too_large())?);
         // SAFETY: `out` has `bound` bytes of spare capacity, which LZ4 writes at most; `raw` is `len`
@@ -742,9 +739,8 @@ impl Lz4 {
         if n <= 0 {
             return Err(StoreError::Corrupt("LZ4 compression failed".into()));
         }
-        let n = n as usize;
         // SAFETY: LZ4 wrote `n` bytes there.
-        unsafe { out.set_len(start + n) };
-        Ok(n)
+        unsafe { out.set_len(start + n as usize) };
+        Ok(())
     }
 }
