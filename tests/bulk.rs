@@ -141,6 +141,19 @@ fn bulk_equals_transactional_on_lubm1_and_bsbm() {
         assert_eq!(report.spilled_runs, 0);
         assert_same(name, &txn, &blk);
         println!("{name}: bulk == transactional ({} quads)", report.inserted);
+        // Decompressed, the file is mapped into memory instead of read: the same quads again.
+        let plain_dir = tempfile::tempdir().unwrap();
+        let stem = file.file_stem().unwrap();
+        let plain = plain_dir.path().join(stem);
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&file).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        std::fs::write(&plain, text).unwrap();
+        let (_d3, mapped, _) = bulk(&plain, 1 << 30);
+        assert_same(&format!("{name}, mapped"), &txn, &mapped);
     }
 }
 
@@ -432,4 +445,51 @@ fn bulk_cuts_chunks_at_line_ends() {
         "{err}"
     );
     assert_eq!(store.reader().len().unwrap(), 0);
+
+    // A plain file is mapped into memory, a compressed one read into chunk buffers: both paths hold the
+    // same quads and name the same lines, with --lenient for bad lines in several chunks too.
+    let gz = dir.path().join("edges.nt.gz");
+    gzip(&text, &gz);
+    let (_d3, read, _) = bulk(&gz, 1 << 30);
+    assert_same("chunk edges, read", &txn, &read);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let bad_at = [3, 20_000, 30_001, 30_002, 60_002];
+    for &at in &bad_at {
+        lines.insert(
+            at - 1,
+            format!("<http://e.com/s> <http://e.com/p> <bad {at}> ."),
+        );
+    }
+    let lenient_text = lines.join("\n");
+    let lenient = BulkLoadOptions {
+        load: LoadOptions {
+            lenient: true,
+            ..LoadOptions::default()
+        },
+        ..BulkLoadOptions::default()
+    };
+    for name in ["lenient.nt", "lenient.nt.gz"] {
+        let file = dir.path().join(name);
+        if name.ends_with(".gz") {
+            gzip(&lenient_text, &file);
+        } else {
+            std::fs::write(&file, &lenient_text).unwrap();
+        }
+        let store = Store::open(dir.path().join(format!("store-{name}"))).unwrap();
+        let report = bulk_into(&store, &file, &lenient).unwrap();
+        let mut named: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
+        named.sort_unstable();
+        assert_eq!(named, bad_at.map(|l| l as u64), "{name}");
+        assert_eq!(report.inserted, 60_002, "{name}");
+    }
+}
+
+fn gzip(text: &str, path: &Path) {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
 }
