@@ -484,6 +484,49 @@ fn bulk_cuts_chunks_at_line_ends() {
     }
 }
 
+#[test]
+fn bulk_named_graphs_after_default_graph_quads() {
+    // The collector keeps default-graph quads in 12 bytes each until the first quad of a named graph
+    // arrives, then expands them: default-graph quads (with inline and dictionary literals) over more
+    // than a chunk, then named graphs, then the default graph again. Bulk holds what a transaction
+    // holds. (Expanding before a spill is checked by `bulk_spills_runs_and_merges_them`.)
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..40_000 {
+        text.push_str(&format!(
+            "<http://e.com/s{i}> <http://e.com/p{}> \"{}\"^^<http://www.w3.org/2001/XMLSchema#integer> .\n",
+            i % 7,
+            i % 500
+        ));
+        text.push_str(&format!(
+            "<http://e.com/s{i}> <http://e.com/q> \"ab{}\" .\n",
+            i % 90
+        ));
+        text.push_str(&format!(
+            "<http://e.com/s{i}> <http://e.com/r> \"a longer literal {}\" .\n",
+            i % 3000
+        ));
+    }
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "<http://e.com/s{i}> <http://e.com/p> <http://e.com/o{}> <http://e.com/g{}> .\n",
+            i % 300,
+            i % 3
+        ));
+    }
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "<http://e.com/t{i}> <http://e.com/p> \"x{i}\" .\n"
+        ));
+    }
+    let file = dir.path().join("mixed.nq");
+    std::fs::write(&file, &text).unwrap();
+    let (_d1, txn) = transactional(&file);
+    let (_d2, blk, report) = bulk(&file, 1 << 30);
+    assert_eq!(report.inserted, 131_000);
+    assert_same("default then named graphs", &txn, &blk);
+}
+
 fn gzip(text: &str, path: &Path) {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(

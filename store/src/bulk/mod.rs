@@ -34,7 +34,7 @@ use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 
 pub use dict::BulkEncoder;
 use dict::SharedDict;
-use packed::{Marks, Packed};
+use packed::{Marks, Packed, Source, Triples};
 use runs::{merge_runs, write_run, Order, RunReader};
 pub use sst::SstWriter;
 use sst::Unsynced;
@@ -110,8 +110,11 @@ pub struct BulkLoad<'a> {
     base_empty: bool,
     first_new_counter: u64,
     buffer: Vec<IdQuad>,
-    /// The packing marks of `buffer` while it may be packed (see [`Marks`]): kept for stores with few
-    /// terms (so the marks stay small) until the first spill.
+    /// The quads received so far, 12 bytes each, for as long as they fit [`Triples`] (then `buffer` is
+    /// empty) and no run was spilled. Only kept with `marks`, which give the counters' kinds back.
+    triples: Option<Triples>,
+    /// The packing marks of the buffered quads while they may be packed (see [`Marks`]): kept for stores
+    /// with few terms (so the marks stay small) until the first spill.
     marks: Option<Box<Marks>>,
     run_capacity: usize,
     runs: Vec<PathBuf>,
@@ -211,6 +214,7 @@ impl<'a> BulkLoad<'a> {
                 Vec::new(),
             ),
         };
+        // Reserved up front (see above) for whichever of the two buffers takes the quads.
         let mut load = BulkLoad {
             inner,
             _guard: guard,
@@ -218,7 +222,9 @@ impl<'a> BulkLoad<'a> {
             tmp,
             base_empty,
             first_new_counter,
-            buffer: Vec::with_capacity(run_capacity),
+            buffer: Vec::new(),
+            triples: (first_new_counter <= PACK_MARKS_MAX_FIRST)
+                .then(|| Triples::with_capacity(run_capacity)),
             marks: (first_new_counter <= PACK_MARKS_MAX_FIRST).then(Box::default),
             run_capacity,
             runs: Vec::new(),
@@ -243,25 +249,61 @@ impl<'a> BulkLoad<'a> {
 
     /// Approximate bytes held by the buffer and the dictionary.
     pub fn memory_bytes(&self) -> usize {
-        self.buffer.capacity() * 32 + self.dict.approx_bytes()
+        self.buffer.capacity() * 32
+            + self.triples.as_ref().map_or(0, Triples::capacity_bytes)
+            + self.dict.approx_bytes()
     }
 
     /// Takes a batch of encoded quads (leaving `quads` empty for reuse).
     pub fn add(&mut self, quads: &mut Vec<IdQuad>) -> Result<()> {
         self.received += quads.len() as u64;
-        if !self.has_named {
-            self.has_named = quads.iter().any(|q| !q.in_default_graph());
+        let as_triples = match &mut self.triples {
+            Some(triples) => triples.try_extend(quads),
+            None => false,
+        };
+        if !as_triples {
+            // Before the marks may be dropped below: expanding needs them.
+            self.expand_triples()?;
+            if !self.has_named {
+                self.has_named = quads.iter().any(|q| !q.in_default_graph());
+            }
         }
         if let Some(marks) = &mut self.marks {
+            // Triples hold only counters below 2^31, which `Marks::add` always takes.
             if marks.add(quads).is_none() {
                 self.marks = None;
             }
         }
-        self.buffer.append(quads);
-        if self.buffer.len() >= self.run_capacity {
+        if as_triples {
+            quads.clear();
+        } else {
+            self.buffer.append(quads);
+        }
+        if self.buffer.len() + self.triples.as_ref().map_or(0, Triples::len) >= self.run_capacity {
             self.spill()?;
         }
         Ok(())
+    }
+
+    /// Moves the quads held as [`Triples`] to the buffer, and keeps all further quads there.
+    fn expand_triples(&mut self) -> Result<()> {
+        let Some(triples) = self.triples.take() else {
+            return Ok(());
+        };
+        if triples.len() == 0 {
+            self.buffer.reserve(self.run_capacity);
+            return Ok(());
+        }
+        let expanded = match &self.marks {
+            Some(marks) => {
+                self.buffer.reserve(self.run_capacity.max(triples.len()));
+                triples.expand(marks, &mut self.buffer)
+            }
+            None => None,
+        };
+        expanded.ok_or_else(|| {
+            StoreError::Corrupt("a bulk load's buffered triples lost their kinds".into())
+        })
     }
 
     /// Sorts the buffer in GSPO order, drops duplicates and quads already stored, and writes it as a run.
@@ -281,6 +323,7 @@ impl<'a> BulkLoad<'a> {
 
     fn spill(&mut self) -> Result<()> {
         // Spilled runs are merged from disk, never packed.
+        self.expand_triples()?;
         self.marks = None;
         self.prepare_buffer()?;
         let path = self.tmp.join(format!("run-{}.bin", self.runs.len()));
@@ -316,18 +359,22 @@ impl<'a> BulkLoad<'a> {
             };
             sync(&self.tmp.join(ALL_NEW), true)?;
             sync(&self.tmp, false)?;
-            Some(std::mem::take(&mut self.buffer))
+            Some(match self.triples.take() {
+                Some(triples) => Buffered::Triples(triples),
+                None => Buffered::Quads(std::mem::take(&mut self.buffer)),
+            })
         } else if self.runs.is_empty() {
             // Filtering out stored quads changes the buffer: packing marks it afresh.
+            self.expand_triples()?;
             self.marks = None;
             self.prepare_buffer()?;
             // The run file is what a rollback after a crash deletes.
             let path = self.tmp.join("run-0.bin");
             write_run(&path, &self.buffer)?;
             self.runs.push(path);
-            Some(std::mem::take(&mut self.buffer))
+            Some(Buffered::Quads(std::mem::take(&mut self.buffer)))
         } else {
-            if !self.buffer.is_empty() {
+            if !self.buffer.is_empty() || self.triples.as_ref().is_some_and(|t| t.len() > 0) {
                 self.spill()?;
             }
             // The merge passes load one run at a time; the buffer is not needed any more.
@@ -354,11 +401,7 @@ impl<'a> BulkLoad<'a> {
         Ok(summary)
     }
 
-    fn write_all(
-        &mut self,
-        in_memory: Option<Vec<IdQuad>>,
-        summary: &mut BulkSummary,
-    ) -> Result<()> {
+    fn write_all(&mut self, in_memory: Option<Buffered>, summary: &mut BulkSummary) -> Result<()> {
         let inner: &Inner = self.inner;
         let mut type_bytes = Vec::new();
         encode_term(rdf::TYPE.into(), &mut type_bytes);
@@ -378,19 +421,44 @@ impl<'a> BulkLoad<'a> {
         // after it peaks lower (10M triples: 870 MiB in turn, 973 MiB side by side).
         let pack_started = Instant::now();
         let dict = &self.dict;
-        let marks = self.marks.take().map(|m| *m);
-        let pack = |in_memory: Option<Vec<IdQuad>>| match in_memory {
-            Some(quads) => {
-                match Packed::build(&quads, inner.next_id.load(Ordering::Relaxed), marks) {
-                    Some(p) => (Some(p), None),
-                    None => (None, Some(quads)),
+        let marks = self.marks.take();
+        let next_counter = inner.next_id.load(Ordering::Relaxed);
+        // Packed keys, or else the quads themselves.
+        let pack = move |in_memory: Option<Buffered>| -> Result<_> {
+            let mut marks = marks;
+            let marks = marks.as_deref_mut();
+            Ok(match in_memory {
+                Some(Buffered::Quads(quads)) => {
+                    match Packed::build(Source::Quads(&quads), next_counter, marks) {
+                        Some(p) => (Some(p), None),
+                        None => (None, Some(quads)),
+                    }
                 }
-            }
-            None => (None, None),
+                Some(Buffered::Triples(triples)) => {
+                    let Some(marks) = marks else {
+                        return Err(StoreError::Corrupt(
+                            "a bulk load's buffered triples lost their kinds".into(),
+                        ));
+                    };
+                    match Packed::build(Source::Triples(&triples), next_counter, Some(marks)) {
+                        Some(p) => (Some(p), None),
+                        None => {
+                            let mut quads = Vec::new();
+                            triples.expand(marks, &mut quads).ok_or_else(|| {
+                                StoreError::Corrupt(
+                                    "a bulk load's buffered triples lost their kinds".into(),
+                                )
+                            })?;
+                            (None, Some(quads))
+                        }
+                    }
+                }
+                None => (None, None),
+            })
         };
         let side_by_side = in_memory
             .as_ref()
-            .is_some_and(|q| q.len() * 32 <= self.max_memory / 4);
+            .is_some_and(|b| b.len() * 32 <= self.max_memory / 4);
         let first_counter = self.first_new_counter;
         let (new_terms, (packed, in_memory)) = if side_by_side {
             std::thread::scope(|scope| {
@@ -399,11 +467,11 @@ impl<'a> BulkLoad<'a> {
                 let terms = terms
                     .join()
                     .map_err(|_| StoreError::Corrupt("collecting new terms panicked".into()));
-                terms.map(|t| (t, packed))
+                terms.and_then(|t| Ok((t, packed?)))
             })?
         } else {
             let terms = dict.take_new_terms(first_counter);
-            (terms, pack(in_memory))
+            (terms, pack(in_memory)?)
         };
         if packed.is_some() {
             summary
@@ -630,6 +698,21 @@ impl<'a> BulkLoad<'a> {
         });
         let _ = std::fs::remove_dir_all(&self.tmp);
         Ok(())
+    }
+}
+
+/// The quads a load kept in memory to the end.
+enum Buffered {
+    Quads(Vec<IdQuad>),
+    Triples(Triples),
+}
+
+impl Buffered {
+    fn len(&self) -> usize {
+        match self {
+            Buffered::Quads(q) => q.len(),
+            Buffered::Triples(t) => t.len(),
+        }
     }
 }
 
