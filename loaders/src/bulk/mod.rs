@@ -765,8 +765,9 @@ fn read_chunks(
 /// Maps `job`'s input into memory if it is a plain, non-empty regular file (`None`: read it instead).
 ///
 /// Reading copied every byte from the page cache into chunk buffers, which were zeroed when first grown, and
-/// counted the lines of each chunk on the reader thread (LUBM-10: about 70 ms of CPU beside two busy
-/// workers). Mapped chunks are parsed where the page cache holds them.
+/// counted the lines of each chunk on the reader thread, beside two busy workers. Mapped chunks are parsed
+/// where the page cache holds them: BSBM (Turtle) 0.355 -> 0.325 s, the 10M-triple file's parse 3.06 ->
+/// 2.67 s. RDF/XML is still read: mapped, its splitter's scan and the parse both took longer.
 fn map_plain_file(job: &Job<'_>) -> Option<memmap2::Mmap> {
     let Input::Path(path) = job.input else {
         return None;

@@ -301,9 +301,7 @@ impl<'a> BulkLoad<'a> {
             }
             None => None,
         };
-        expanded.ok_or_else(|| {
-            StoreError::Corrupt("a bulk load's buffered triples lost their kinds".into())
-        })
+        expanded.ok_or_else(triples_without_kinds)
     }
 
     /// Sorts the buffer in GSPO order, drops duplicates and quads already stored, and writes it as a run.
@@ -436,19 +434,15 @@ impl<'a> BulkLoad<'a> {
                 }
                 Some(Buffered::Triples(triples)) => {
                     let Some(marks) = marks else {
-                        return Err(StoreError::Corrupt(
-                            "a bulk load's buffered triples lost their kinds".into(),
-                        ));
+                        return Err(triples_without_kinds());
                     };
                     match Packed::build(Source::Triples(&triples), next_counter, Some(marks)) {
                         Some(p) => (Some(p), None),
                         None => {
                             let mut quads = Vec::new();
-                            triples.expand(marks, &mut quads).ok_or_else(|| {
-                                StoreError::Corrupt(
-                                    "a bulk load's buffered triples lost their kinds".into(),
-                                )
-                            })?;
+                            triples
+                                .expand(marks, &mut quads)
+                                .ok_or_else(triples_without_kinds)?;
                             (None, Some(quads))
                         }
                     }
@@ -699,6 +693,14 @@ impl<'a> BulkLoad<'a> {
         let _ = std::fs::remove_dir_all(&self.tmp);
         Ok(())
     }
+}
+
+/// Triples whose counters the marks do not cover: a bug in the collector, not bad input.
+fn triples_without_kinds() -> StoreError {
+    StoreError::Corrupt(
+        "a bulk load's buffered triples lost their kinds (the packing marks); the load was rolled back"
+            .into(),
+    )
 }
 
 /// The quads a load kept in memory to the end.
