@@ -300,10 +300,17 @@ impl<'a> Namespaces<'a> {
         if reserved(prefix) {
             return None;
         }
+        // Length and first byte first: most declared prefixes differ there, and a string comparison is a
+        // `memcmp` call (LUBM-10 as RDF/XML: most of the 12% of its CPU in `memcmp` came from here).
+        let first = prefix.as_bytes().first();
         self.0
             .iter()
             .rev()
-            .find(|(p, _)| *p == prefix)
+            .find(|(p, _)| {
+                p.len() == prefix.len()
+                    && p.as_bytes().first() == first
+                    && (first.is_none() || *p == prefix)
+            })
             .map(|(_, iri)| *iri)
     }
 

@@ -295,7 +295,10 @@ impl XmlSplitter {
 
 /// Whether a tag has an attribute named `ID` (any prefix): conservative, quoted values are not parsed.
 fn has_id_attribute(tag: &[u8]) -> bool {
-    memchr::memmem::find_iter(tag, b"ID").any(|k| {
+    // Built once: `memmem::find_iter` builds a searcher per call, and this runs for every start tag.
+    static ID: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"ID"));
+    ID.find_iter(tag).any(|k| {
         k > 0
             && (tag[k - 1] == b':' || tag[k - 1].is_ascii_whitespace())
             && tag
