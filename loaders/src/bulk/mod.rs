@@ -561,12 +561,12 @@ fn read_chunks(
     recycled: &Receiver<Vec<u8>>,
     out: &SyncSender<Message>,
 ) -> Result<(), LoadError> {
-    let mapped = match job.format {
-        Format::NTriples | Format::NQuads => map_plain_file(job),
-        Format::Turtle | Format::TriG if parallel => map_plain_file(job),
-        _ => None,
+    let mappable = match job.format {
+        Format::NTriples | Format::NQuads => true,
+        Format::Turtle | Format::TriG => parallel,
+        _ => false,
     };
-    if let Some(map) = mapped {
+    if let Some(map) = mappable.then(|| map_plain_file(job)).flatten() {
         cut_mapped(job, map, tx);
         return Ok(());
     }

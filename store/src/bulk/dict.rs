@@ -2,9 +2,10 @@
 //!
 //! Each parser worker owns a [`BulkEncoder`]. Quads are pushed into a chunk: inline terms resolve at once,
 //! repeats of the previous quad's terms, hot terms (a small table per position) and terms in the worker's
-//! local cache resolve without a lock, and the rest are deduplicated inside the chunk. At [`BulkEncoder::flush`] the chunk's distinct unknown terms are
-//! resolved against the [`SharedDict`] with one lock per shard per chunk — never a lock per triple — and,
-//! for a store that already holds data, one batched read of `term2id` for terms the load has not seen yet.
+//! local cache resolve without a lock, and the rest are deduplicated inside the chunk. At
+//! [`BulkEncoder::flush`] the chunk's distinct unknown terms are resolved against the [`SharedDict`] with
+//! one lock per shard per chunk — never a lock per triple — and, for a store that already holds data, one
+//! batched read of `term2id` for terms the load has not seen yet.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -194,7 +194,9 @@ impl<'a> BulkLoad<'a> {
         std::fs::create_dir_all(&tmp)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", tmp.display())))?;
         // A quad takes 32 bytes; the buffer gets a third of the budget (the dictionary and SST writers need
-        // the rest). Reserved up front: growing by doubling would copy it and overshoot the budget.
+        // the rest). Reserved up front, for the 12-byte triples while the quads fit them, else for the
+        // buffer (when the triples are expanded): growing by doubling would copy it and overshoot the
+        // budget.
         let run_capacity = (options.max_memory / 3 / 32).max(1 << 16);
         let first_new_counter = inner.next_id.load(Ordering::Relaxed);
         let (dict, mut quads) = match detached {
@@ -214,7 +216,6 @@ impl<'a> BulkLoad<'a> {
                 Vec::new(),
             ),
         };
-        // Reserved up front (see above) for whichever of the two buffers takes the quads.
         let mut load = BulkLoad {
             inner,
             _guard: guard,

@@ -429,6 +429,17 @@ mod tests {
         TermId((tag << 56) | payload)
     }
 
+    /// A seeded generator of numbers below `n` (an LCG: tests need the same quads every run).
+    fn picker(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |n| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        }
+    }
+
     #[test]
     fn every_order_matches_the_comparison_sort() {
         // Dictionary ids of all three kinds, inline ids, the default graph and duplicates.
@@ -443,14 +454,9 @@ mod tests {
         ];
         let graphs = [TermId::DEFAULT_GRAPH, id(0, 2), id(1, 4)];
         let mut quads = Vec::new();
-        let mut state = 7u64;
+        let mut next = picker(7);
+        let mut pick = |n: usize| next(n as u64) as usize;
         for _ in 0..3000 {
-            let mut pick = |n: usize| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 33) as usize % n
-            };
             quads.push(IdQuad::new(
                 terms[pick(3)],
                 terms[pick(2)],
@@ -475,12 +481,9 @@ mod tests {
 
     #[test]
     fn keys_computed_on_two_threads_sort_like_the_quads() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = picker(0x9e37_79b9_7f4a_7c15);
         let mut term = |n: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let c = (state >> 33) % n;
+            let c = next(n);
             id(c % 3, c)
         };
         let quads: Vec<IdQuad> = (0..PARALLEL_KEYS_MIN + 1001)
@@ -495,13 +498,8 @@ mod tests {
         // Default-graph quads with dictionary ids of all three kinds and inline objects, with duplicates.
         let terms = [id(0, 5), id(0, 9), id(1, 3), id(2, 7), id(2, 1)];
         let objects = [id(0, 9), id(2, 7), id(4, 42), id(0x14, 0x616263), id(1, 3)];
-        let mut state = 11u64;
-        let mut pick = |n: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % n
-        };
+        let mut next = picker(11);
+        let mut pick = |n: usize| next(n as u64) as usize;
         let quads: Vec<IdQuad> = (0..3000)
             .map(|_| {
                 let s = terms[pick(3)];

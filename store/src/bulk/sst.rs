@@ -74,10 +74,19 @@ impl BlockBuilder {
 
     /// Adds an entry whose key is `key` followed by `suffix` (the internal key trailer, or nothing).
     fn add(&mut self, key: &[u8], suffix: &[u8], value: &[u8]) {
+        self.add_entry(key, suffix, value, true);
+    }
+
+    /// [`BlockBuilder::add`]; `one_copy: false` (for tests) writes index entries part by part too.
+    fn add_entry(&mut self, key: &[u8], suffix: &[u8], value: &[u8], one_copy: bool) {
         let shared = self.shared_with_last(key, suffix);
         let fixed = match (key.len(), <&[u8; 8]>::try_from(suffix)) {
-            (24, Ok(suffix)) if value.is_empty() => self.add_fixed::<24>(key, suffix, shared),
-            (32, Ok(suffix)) if value.is_empty() => self.add_fixed::<32>(key, suffix, shared),
+            (24, Ok(suffix)) if one_copy && value.is_empty() => {
+                self.add_fixed::<24>(key, suffix, shared)
+            }
+            (32, Ok(suffix)) if one_copy && value.is_empty() => {
+                self.add_fixed::<32>(key, suffix, shared)
+            }
             _ => false,
         };
         if !fixed {
@@ -645,10 +654,7 @@ mod tests {
             let mut parts = BlockBuilder::new(16);
             for k in &keys {
                 fixed.add(k, &KEY_TRAILER, &[]);
-                let shared = parts.shared_with_last(k, &KEY_TRAILER);
-                parts.add_parts(k, &KEY_TRAILER, &[], shared);
-                parts.since_restart += 1;
-                parts.entries += 1;
+                parts.add_entry(k, &KEY_TRAILER, &[], false);
             }
             fixed.finish();
             parts.finish();
